@@ -1,0 +1,7 @@
+/**
+ * @flowgate/contracts: what the Flowgate server, its CLI and its web UI agree on.
+ * Browser-safe: no Node built-ins.
+ */
+export * from './errors.js';
+export * from './scopes.js';
+export * from './api.schemas.js';

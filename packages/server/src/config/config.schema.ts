@@ -1,0 +1,119 @@
+/**
+ * The shape of Flowgate's configuration, with its defaults. It is filled from an
+ * optional `flowgate.yaml` and then from `FLOWGATE_*` variables (see `env-keys.ts`),
+ * and validated once at start.
+ */
+import Type from 'typebox';
+
+const Seconds = (def: number, description: string) =>
+  Type.Integer({ minimum: 1, maximum: 31_536_000, default: def, description });
+
+const TrustedIssuerSchema = Type.Object(
+  {
+    issuer: Type.String({ minLength: 1, description: 'The `iss` the external provider puts in its tokens' }),
+    jwksUri: Type.String({ pattern: '^https?://', description: 'Where its signing keys are published' }),
+    audience: Type.Optional(Type.String({ description: 'Required `aud`; when absent any audience is accepted' })),
+    algorithms: Type.Array(Type.String(), { default: ['RS256', 'ES256'], minItems: 1 }),
+    tenant: Type.Optional(Type.String({ description: 'Fixed tenant for every token of this issuer' })),
+    claims: Type.Object(
+      {
+        tenant: Type.String({ default: 'tenant', description: 'Claim (dotted path) naming the tenant' }),
+        subject: Type.String({ default: 'sub' }),
+        name: Type.String({ default: 'preferred_username' }),
+        scopes: Type.String({ default: 'scope', description: 'Claim holding scopes: a space-separated string or an array' }),
+        roles: Type.Optional(Type.String({ description: 'Claim holding roles, e.g. realm_access.roles' })),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    roleScopes: Type.Record(Type.String(), Type.Array(Type.String()), {
+      default: {},
+      description: 'External role → Flowgate scopes it grants, e.g. akvo_flow_maps_client: [maps:create]',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    server: Type.Object(
+      {
+        host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+        publicUrl: Type.Optional(
+          Type.String({
+            pattern: '^https?://[^/?#]+(/[^?#]*[^/?#])?$',
+            description: 'The URL clients use to reach this server; the OAuth issuer. Default: http://host:port',
+          }),
+        ),
+        bodyLimitBytes: Type.Integer({ minimum: 1024, default: 1_048_576 }),
+        shutdownTimeoutMs: Type.Integer({ minimum: 0, default: 10_000 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    dataDir: Type.String({ minLength: 1, default: './data' }),
+    database: Type.Object(
+      {
+        url: Type.Optional(
+          Type.String({
+            pattern: '^(postgres|postgresql)://|^sqlite:',
+            description: 'postgres://… for PostgreSQL; default: SQLite in the data folder',
+          }),
+        ),
+        schema: Type.Optional(Type.String({ pattern: '^[a-z_][a-z0-9_]{0,62}$', description: 'PostgreSQL schema' })),
+        poolSize: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    log: Type.Object(
+      {
+        level: Type.Union(
+          [
+            Type.Literal('fatal'),
+            Type.Literal('error'),
+            Type.Literal('warn'),
+            Type.Literal('info'),
+            Type.Literal('debug'),
+            Type.Literal('trace'),
+            Type.Literal('silent'),
+          ],
+          { default: 'info' },
+        ),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    iam: Type.Object(
+      {
+        audience: Type.String({ minLength: 1, default: 'flowgate' }),
+        accessTokenTtl: Seconds(900, 'Lifetime of access tokens, in seconds'),
+        refreshTokenTtl: Seconds(2_592_000, 'Lifetime of a refresh token family, in seconds'),
+        authCodeTtl: Seconds(60, 'Lifetime of an authorization code, in seconds'),
+        clockTolerance: Type.Integer({ minimum: 0, maximum: 300, default: 5 }),
+        maxTokenBytes: Type.Integer({ minimum: 1024, maximum: 65536, default: 8192 }),
+        keyCacheSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 30 }),
+        throttle: Type.Object(
+          {
+            maxFailures: Type.Integer({ minimum: 1, default: 5 }),
+            windowSeconds: Type.Integer({ minimum: 1, default: 900 }),
+            lockSeconds: Type.Integer({ minimum: 1, default: 60 }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+        bootstrap: Type.Object(
+          {
+            clientId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{3,128}$' })),
+            clientSecret: Type.Optional(Type.String({ minLength: 16, maxLength: 512 })),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+        trustedIssuers: Type.Array(TrustedIssuerSchema, { default: [] }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** Flowgate's validated configuration. */
+export type FlowgateConfig = Type.Static<typeof ConfigSchema>;
+/** One trusted external token issuer. */
+export type TrustedIssuerConfig = FlowgateConfig['iam']['trustedIssuers'][number];

@@ -1,0 +1,129 @@
+import type { DestinationStream } from 'pino';
+import { createLogAuditRecorder, type AuditRecorder } from './audit/index.js';
+import type { FlowgateConfig } from './config/index.js';
+import { createHttpApp, registerHealthRoutes, type HttpApp } from './http/index.js';
+import { createIam, type Iam, type SecretHasher } from './iam/index.js';
+import { systemClock, type Clock } from './kernel/index.js';
+import { ALL_MIGRATIONS } from './migrations.js';
+import { createHttpMetrics, createLogger, createMetricsRegistry, type Logger } from './observability/index.js';
+import { openStore, redactUrl, type Store } from './storage/index.js';
+import { VERSION } from './version.js';
+
+/** What embedders and tests may replace. Production passes nothing. */
+export interface FlowgateOptions {
+  readonly clock?: Clock;
+  /** Cheaper hashing for tests; scrypt at OWASP cost by default. */
+  readonly hasher?: SecretHasher;
+  /** Where JSON log lines go; standard output by default. */
+  readonly logDestination?: DestinationStream;
+  readonly audit?: AuditRecorder;
+  /** Where generated bootstrap credentials are shown; standard output by default. */
+  readonly announce?: (text: string) => void;
+}
+
+/** A built Flowgate server. */
+export interface Flowgate {
+  readonly config: FlowgateConfig;
+  readonly store: Store;
+  readonly iam: Iam;
+  readonly app: HttpApp;
+  readonly logger: Logger;
+  /** The base URL it answers on (after {@link Flowgate.listen}). */
+  readonly url: string;
+  /** Starts listening on the configured host and port. */
+  listen(): Promise<string>;
+  /** Stops taking requests, finishes those in flight, and closes the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root: builds every module from the configuration and wires them.
+ * `npm start`, the CLI and the tests all go through here.
+ */
+export async function createFlowgate(config: FlowgateConfig, options: FlowgateOptions = {}): Promise<Flowgate> {
+  const clock = options.clock ?? systemClock;
+  const logger = createLogger({ level: config.log.level, ...(options.logDestination ? { destination: options.logDestination } : {}) });
+  const registry = createMetricsRegistry();
+  const audit = options.audit ?? createLogAuditRecorder(logger);
+
+  const store = await openStore({ url: config.database.url, schema: config.database.schema, dataDir: config.dataDir, poolSize: config.database.poolSize });
+  let app: HttpApp | undefined;
+  try {
+    const applied = await store.migrate(ALL_MIGRATIONS);
+    if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
+
+    let listeningUrl: string | undefined;
+    const issuer = () => config.server.publicUrl ?? listeningUrl ?? baseUrl(config.server.host, config.server.port);
+
+    const iam = createIam({
+      store,
+      config,
+      clock,
+      logger,
+      audit,
+      issuer,
+      hasher: options.hasher,
+      announce: options.announce ?? ((text) => process.stdout.write(`${text}\n`)),
+    });
+    await iam.start();
+
+    const httpApp = await createHttpApp({ logger, metrics: createHttpMetrics(registry), bodyLimitBytes: config.server.bodyLimitBytes, version: VERSION });
+    app = httpApp;
+    let draining = false;
+    registerHealthRoutes(httpApp, {
+      registry,
+      readiness: async () => {
+        const storeOk = await store.ping(1000);
+        const checks = { store: storeOk ? ('ok' as const) : ('failing' as const), server: draining ? ('draining' as const) : ('ok' as const) };
+        return { ready: storeOk && !draining, checks };
+      },
+    });
+    await iam.registerRoutes(httpApp);
+    await httpApp.ready();
+
+    let closing: Promise<void> | undefined;
+    const flowgate: Flowgate = {
+      config,
+      store,
+      iam,
+      app: httpApp,
+      logger,
+      get url() {
+        return issuer();
+      },
+      async listen() {
+        await httpApp.listen({ host: config.server.host, port: config.server.port });
+        const address = httpApp.server.address();
+        const port = typeof address === 'object' && address ? address.port : config.server.port;
+        listeningUrl = baseUrl(config.server.host, port);
+        logger.info(
+          { url: listeningUrl, issuer: issuer(), store: store.dialect, database: config.database.url ? redactUrl(config.database.url) : config.dataDir, version: VERSION },
+          'flowgate listening',
+        );
+        return listeningUrl;
+      },
+      close() {
+        closing ??= (async () => {
+          draining = true;
+          logger.info('flowgate shutting down');
+          const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutMs).unref());
+          await Promise.race([httpApp.close(), timeout]);
+          await store.close();
+          logger.info('flowgate stopped');
+          logger.flush();
+        })();
+        return closing;
+      },
+    };
+    return flowgate;
+  } catch (err) {
+    await app?.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+function baseUrl(host: string, port: number): string {
+  const shown = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  return `http://${shown}:${port}`;
+}

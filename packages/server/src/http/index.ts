@@ -1,0 +1,3 @@
+/** The HTTP server shell: Fastify, problem+json errors, trace ids, metrics, OpenAPI, health. */
+export { createHttpApp, acceptFormBodies, sendProblem, type HttpApp, type HttpAppOptions } from './create-http-app.js';
+export { registerHealthRoutes, type HealthDeps } from './health.routes.js';

@@ -1,0 +1,24 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { v7 as uuidv7 } from 'uuid';
+
+/** A new time-ordered id (UUIDv7, RFC 9562): sortable, so it doubles as a page cursor. */
+export function newId(): string {
+  return uuidv7();
+}
+
+/** `bytes` of randomness from the OS CSPRNG, base64url-encoded, with an optional prefix. */
+export function randomToken(bytes = 32, prefix = ''): string {
+  return prefix + randomBytes(bytes).toString('base64url');
+}
+
+/** SHA-256 as hex: how high-entropy tokens (refresh tokens, codes) are stored. */
+export function sha256Hex(value: string): string {
+  return createHash('sha256').update(value).digest('hex');
+}
+
+/** Compares two strings in constant time (for equal lengths). */
+export function safeEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ab.length === bb.length && timingSafeEqual(ab, bb);
+}

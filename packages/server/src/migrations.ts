@@ -1,0 +1,5 @@
+import { iamMigrations } from './iam/index.js';
+import type { NamedMigration } from './storage/index.js';
+
+/** Every feature's migrations; the store applies them in name order. */
+export const ALL_MIGRATIONS: readonly NamedMigration[] = [...iamMigrations];

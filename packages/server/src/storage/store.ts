@@ -1,0 +1,163 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Migration } from 'kysely';
+import pg from 'pg';
+import { FlowgateError } from '../errors/index.js';
+
+/** What a store can do that the other kind cannot; features branch on these, not on names. */
+export interface StoreCapabilities {
+  /** Several Flowgate processes may share this store (PostgreSQL yes, SQLite file no). */
+  readonly sharedAcrossProcesses: boolean;
+}
+
+/** Where and how to open the store. */
+export interface StoreOptions {
+  /** `postgres://…` or `sqlite:<path>`; absent → SQLite at `<dataDir>/flowgate.db`. */
+  url?: string | undefined;
+  /** PostgreSQL schema to use (created when missing). */
+  schema?: string | undefined;
+  dataDir: string;
+  poolSize?: number;
+}
+
+/** A named migration, owned by the feature whose tables it creates. */
+export interface NamedMigration extends Migration {
+  /** Sorts migrations: `<yyyymmdd>_<nn>_<feature>_<what>`. */
+  readonly name: string;
+}
+
+/**
+ * The state store: a Kysely instance over SQLite or PostgreSQL. Features receive it
+ * typed with their own tables through {@link Store.db}.
+ */
+export interface Store {
+  readonly dialect: 'sqlite' | 'postgres';
+  readonly capabilities: StoreCapabilities;
+  /** The query builder, typed with the caller's tables. */
+  db<Tables>(): Kysely<Tables>;
+  /** Applies every pending migration, in name order. */
+  migrate(migrations: readonly NamedMigration[]): Promise<string[]>;
+  /** Whether the store answers a trivial query within `timeoutMs`. */
+  ping(timeoutMs?: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Opens the store named by `options`. */
+export async function openStore(options: StoreOptions): Promise<Store> {
+  const url = options.url;
+  if (url && /^postgres(ql)?:\/\//.test(url)) return openPostgres(url, options);
+  const file = sqliteFile(url, options.dataDir);
+  return openSqlite(file);
+}
+
+function sqliteFile(url: string | undefined, dataDir: string): string {
+  if (!url) return join(dataDir, 'flowgate.db');
+  const path = url.replace(/^sqlite:(\/\/)?/, '');
+  if (path === ':memory:') return path;
+  return isAbsolute(path) ? path : resolve(dataDir, path);
+}
+
+function openSqlite(file: string): Store {
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const database = new SQLite(file);
+  // WAL lets readers proceed during a write. synchronous=FULL fsyncs the WAL at every
+  // commit: with NORMAL a committed transaction can roll back on power loss, and an
+  // accepted event or completed step must survive that (DEVELOPERS.md rule 4).
+  database.pragma('journal_mode = WAL');
+  database.pragma('synchronous = FULL');
+  database.pragma('foreign_keys = ON');
+  database.pragma('busy_timeout = 5000');
+  const kysely = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
+  return makeStore('sqlite', kysely, { sharedAcrossProcesses: false }, undefined);
+}
+
+async function openPostgres(url: string, options: StoreOptions): Promise<Store> {
+  const schema = options.schema;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 5000,
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+    // int8 (bigint) columns hold epoch milliseconds; they fit a JS number exactly.
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === 20 ? (v: string) => Number(v) : (pg.types.getTypeParser(oid, format) as unknown)) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client that loses its connection emits 'error'; without a listener the
+  // process would crash. The next query gets a fresh connection.
+  pool.on('error', () => undefined);
+  const kysely = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    if (schema) await sql`create schema if not exists ${sql.id(schema)}`.execute(kysely);
+    else await sql`select 1`.execute(kysely);
+  } catch (cause) {
+    await kysely.destroy();
+    throw new FlowgateError('FLOWGATE_ERR_SERVER_STORE_UNAVAILABLE', `Cannot connect to PostgreSQL at ${redactUrl(url)}.`, { cause });
+  }
+  return makeStore('postgres', kysely, { sharedAcrossProcesses: true }, schema);
+}
+
+function makeStore(
+  dialect: Store['dialect'],
+  kysely: Kysely<unknown>,
+  capabilities: StoreCapabilities,
+  schema: string | undefined,
+): Store {
+  return {
+    dialect,
+    capabilities,
+    db<Tables>() {
+      return kysely as unknown as Kysely<Tables>;
+    },
+    async migrate(migrations) {
+      const byName = Object.fromEntries(migrations.map((m) => [m.name, m]));
+      const migrator = new Migrator({
+        db: kysely,
+        provider: { getMigrations: () => Promise.resolve(byName) },
+        migrationTableName: 'flowgate_migrations',
+        migrationLockTableName: 'flowgate_migrations_lock',
+        ...(schema ? { migrationTableSchema: schema } : {}),
+      });
+      let { error, results } = await migrator.migrateToLatest();
+      // Kysely checks for its migration table by listing every table of the database;
+      // PostgreSQL fails that listing (3F000) when another schema is dropped meanwhile.
+      // Nothing was applied then, so trying again is safe.
+      for (let attempt = 1; error && attempt < 4 && (error as { code?: string }).code === '3F000'; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+        ({ error, results } = await migrator.migrateToLatest());
+      }
+      if (error) throw new FlowgateError('FLOWGATE_ERR_SERVER_STORE_UNAVAILABLE', 'A database migration failed.', { cause: error });
+      return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    },
+    async ping(timeoutMs = 1000) {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('ping timed out')), timeoutMs);
+        });
+        await Promise.race([sql`select 1`.execute(kysely), timeout]);
+        return true;
+      } catch {
+        return false;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async close() {
+      await kysely.destroy();
+    },
+  };
+}
+
+/** A database URL with its password removed, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
