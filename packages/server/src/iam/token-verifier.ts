@@ -7,7 +7,7 @@ import {
   type JWTVerifyGetKey,
   type ProtectedHeaderParameters,
 } from 'jose';
-import { isScope, splitScopeParam } from '@flowgate/contracts';
+import { PLATFORM_RESOURCE, isScope, parseScope, splitScopeParam } from '@flowgate/contracts';
 import type { TrustedIssuerConfig } from '../config/index.js';
 import { FlowgateError } from '../errors/index.js';
 import type { Clock } from '../kernel/index.js';
@@ -227,7 +227,8 @@ function externalScopes(payload: JWTPayload, config: TrustedIssuerConfig): strin
       }
     }
   }
-  return [...scopes];
+  // Another identity provider may grant tenant rights, never platform administration.
+  return [...scopes].filter((s) => parseScope(s)?.resource !== PLATFORM_RESOURCE);
 }
 
 function isActClaim(value: unknown): value is ActClaim {

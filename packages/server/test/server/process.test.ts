@@ -1,0 +1,94 @@
+/**
+ * The server as an operator runs it: `node dist/main.js` with FLOWGATE_* variables.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
+const dirs: string[] = [];
+
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLOWGATE_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function run(env: Record<string, string>) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'flowgate-proc-'));
+  dirs.push(dataDir);
+  const child = spawn(process.execPath, [MAIN], { cwd: dataDir, env: cleanEnv({ FLOWGATE_DATA_DIR: dataDir, ...env }) });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, output: () => ({ stdout, stderr }) };
+}
+
+async function waitReady(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`${url}/health/ready`)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('server never became ready');
+}
+
+describe('the server process', () => {
+  it('refuses to start on a bad setting, naming the variable', async () => {
+    const proc = run({ FLOWGATE_PORT: 'eighty' });
+    expect(await proc.exited).toBe(2);
+    expect(proc.output().stderr).toContain('FLOWGATE_PORT: must be an integer');
+  });
+
+  it('refuses an unknown FLOWGATE_ variable, so typos do not go unnoticed', async () => {
+    const proc = run({ FLOWGATE_PROT: '9000' });
+    expect(await proc.exited).toBe(2);
+    expect(proc.output().stderr).toContain('FLOWGATE_PROT: unknown setting');
+  });
+
+  it('starts, serves, prints generated admin credentials once, and stops cleanly on SIGTERM', async () => {
+    const port = await freePort();
+    const proc = run({ FLOWGATE_PORT: String(port), FLOWGATE_LOG_LEVEL: 'info' });
+    await waitReady(`http://127.0.0.1:${port}`);
+    const { stdout } = proc.output();
+    expect(stdout).toContain('FLOWGATE_CLIENT_SECRET=fgs_');
+    const secret = /FLOWGATE_CLIENT_SECRET=(\S+)/.exec(stdout)![1]!;
+    // The secret is on the terminal once, in the announcement, and in no log line.
+    expect(stdout.split('\n').filter((l) => l.includes(secret))).toHaveLength(1);
+    expect(stdout.split('\n').filter((l) => l.startsWith('{') && l.includes(secret))).toHaveLength(0);
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    expect(proc.output().stdout).toContain('"msg":"flowgate stopped"');
+  });
+
+  it('fails to start with a clear message when PostgreSQL cannot be reached', async () => {
+    const port = await freePort();
+    const proc = run({ FLOWGATE_DATABASE_URL: `postgres://nobody:secretpw@127.0.0.1:${port}/none` });
+    expect(await proc.exited).toBe(1);
+    const { stderr } = proc.output();
+    expect(stderr).toContain('Cannot connect to PostgreSQL');
+    expect(stderr).not.toContain('secretpw');
+  });
+});
