@@ -59,7 +59,7 @@ export async function registerOAuthRoutes(app: HttpApp, deps: OAuthRoutesDeps): 
       issuer,
       authorization_endpoint: `${issuer}/oauth/authorize`,
       token_endpoint: `${issuer}/oauth/token`,
-      jwks_uri: `${issuer}/oauth/jwks`,
+      jwks_uri: `${issuer}/.well-known/jwks.json`,
       userinfo_endpoint: `${issuer}/oauth/userinfo`,
       introspection_endpoint: `${issuer}/oauth/introspect`,
       revocation_endpoint: `${issuer}/oauth/revoke`,
@@ -80,10 +80,12 @@ export async function registerOAuthRoutes(app: HttpApp, deps: OAuthRoutesDeps): 
   const publicGet = { config: { scope: 'public' as const } };
   app.get('/.well-known/openid-configuration', { ...publicGet, schema: { tags: ['oauth'], summary: 'OpenID Connect discovery' } }, discovery);
   app.get('/.well-known/oauth-authorization-server', { ...publicGet, schema: { tags: ['oauth'], summary: 'RFC 8414 metadata' } }, discovery);
-  app.get('/oauth/jwks', { ...publicGet, schema: { tags: ['oauth'], summary: 'The JSON Web Key Set of the signing keys' } }, async (_req, reply) => {
+  const jwks = async (_req: FastifyRequest, reply: FastifyReply) =>
     // Short caching: verifiers pick up a rotation within the minute.
-    return reply.header('cache-control', 'public, max-age=60').type('application/jwk-set+json').send(await deps.keys.jwks());
-  });
+    reply.header('cache-control', 'public, max-age=60').type('application/jwk-set+json').send(await deps.keys.jwks());
+  app.get('/.well-known/jwks.json', { ...publicGet, schema: { tags: ['oauth'], summary: 'The JSON Web Key Set of the signing keys' } }, jwks);
+  // The same set under /oauth, where some clients look for it by habit.
+  app.get('/oauth/jwks', { ...publicGet, schema: { hide: true } }, jwks);
 
   app.get(
     '/oauth/userinfo',

@@ -72,10 +72,11 @@ describe('the HTTP server', () => {
     expect(res.body).toMatchObject({
       issuer: server.url,
       token_endpoint: `${server.url}/oauth/token`,
-      jwks_uri: `${server.url}/oauth/jwks`,
+      jwks_uri: `${server.url}/.well-known/jwks.json`,
       id_token_signing_alg_values_supported: ['ES256'],
     });
-    const jwks = await api(server.url, 'GET', '/oauth/jwks');
+    const jwks = await api(server.url, 'GET', '/.well-known/jwks.json');
+    expect(jwks.headers.get('content-type')).toContain('application/jwk-set+json');
     expect(jwks.body.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
     expect(jwks.body.keys[0].d).toBeUndefined();
   });

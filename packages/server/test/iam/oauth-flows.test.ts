@@ -214,11 +214,11 @@ describe.each(['sqlite', 'postgres'] as const)('OAuth flows on %s', (store) => {
 
   it('rotates signing keys while tokens signed by the old key keep working', async () => {
     const admin = await clientToken(base, ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET);
-    const before = await api(base, 'GET', '/oauth/jwks');
+    const before = await api(base, 'GET', '/.well-known/jwks.json');
     const rotated = await api(base, 'POST', '/api/v1/keys/rotate', { token: admin });
     expect(rotated.status).toBe(200);
     expect(rotated.body.items.filter((k: { status: string }) => k.status === 'active')).toHaveLength(1);
-    const after = await api(base, 'GET', '/oauth/jwks');
+    const after = await api(base, 'GET', '/.well-known/jwks.json');
     expect(after.body.keys).toHaveLength(before.body.keys.length + 1);
     const me = await api(base, 'GET', '/api/v1/me', { token: admin });
     expect(me.status).toBe(200);
