@@ -36,7 +36,14 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
  * Variables that belong to the `flowgate` CLI as a client, or name the config file
  * itself: the server neither reads nor refuses them.
  */
-const NOT_SERVER_KEYS = new Set(['FLOWGATE_CONFIG', 'FLOWGATE_URL', 'FLOWGATE_TOKEN', 'FLOWGATE_CLIENT_ID', 'FLOWGATE_CLIENT_SECRET']);
+const NOT_SERVER_KEYS = new Set([
+  'FLOWGATE_CONFIG',
+  'FLOWGATE_URL',
+  'FLOWGATE_TOKEN',
+  'FLOWGATE_CLIENT_ID',
+  'FLOWGATE_CLIENT_SECRET',
+  'FLOWGATE_CREDENTIALS_FILE',
+]);
 
 /** Thrown when the configuration is not valid; its message names every bad key. */
 export class ConfigError extends FlowgateError {

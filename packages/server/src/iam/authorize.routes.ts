@@ -39,7 +39,8 @@ export async function registerAuthorizeRoutes(app: HttpApp, deps: AuthorizeRoute
     if (redirectError) return redirectWith(reply, valid.redirectUri, { error: 'invalid_request', error_description: redirectError, state: query.state, iss: deps.issuer() });
     const csrf = randomBytes(24).toString('base64url');
     void reply.header('set-cookie', `${CSRF_COOKIE}=${csrf}; Path=/oauth; HttpOnly; SameSite=Strict; Max-Age=900`);
-    return sendPage(reply, 200, loginPage({ params: valid.params, clientName: valid.client.name, csrf, error: null, tenant: '', username: '' }));
+    // A client may suggest the tenant (`flowgate login --tenant acme`); the user can change it.
+    return sendPage(reply, 200, loginPage({ params: valid.params, clientName: valid.client.name, csrf, error: null, tenant: query.tenant ?? '', username: '' }));
   });
 
   await app.register(async (instance) => {
