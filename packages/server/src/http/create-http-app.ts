@@ -128,7 +128,13 @@ function registerErrorHandling(app: HttpApp): void {
     for (const method of methods) routes.push({ method, pattern });
   });
 
-  app.setNotFoundHandler((request, reply) => {
+  // An unmatched path is answered before its body is read: nobody can make the server
+  // parse a body (or hit the size limit) on a path that takes none.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.is404) return notFound(request, reply);
+    return undefined;
+  });
+  const notFound = (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0] ?? '/';
     const allowed = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))].filter((m) => m !== 'HEAD');
     if (allowed.length > 0) {
@@ -141,7 +147,8 @@ function registerErrorHandling(app: HttpApp): void {
       );
     }
     return sendProblem(request, reply, new FlowgateError('FLOWGATE_ERR_REQUEST_ROUTE_NOT_FOUND', `Nothing is served at ${request.method} ${path}.`));
-  });
+  };
+  app.setNotFoundHandler(notFound);
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const problem = asFlowgateError(error);
@@ -162,10 +169,13 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, error:
 function asFlowgateError(error: FastifyError): FlowgateError {
   if (error instanceof FlowgateError) return error;
   if (error.validation) {
-    const errors = error.validation.map((v) => ({
-      path: `${error.validationContext ?? 'body'}${v.instancePath.replaceAll('/', '.')}`,
-      message: v.message ?? 'is invalid',
-    }));
+    const errors = error.validation.map((v) => {
+      // Ajv reports an unexpected field at its parent; name the field itself.
+      const extra = (v.params as { additionalProperty?: unknown }).additionalProperty;
+      const field = typeof extra === 'string' ? `/${extra}` : '';
+      const message = typeof extra === 'string' ? 'is not a known property' : (v.message ?? 'is invalid');
+      return { path: `${error.validationContext ?? 'body'}${(v.instancePath + field).replaceAll('/', '.')}`, message };
+    });
     const first = errors[0];
     return new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', first ? `${first.path} ${first.message}.` : 'The request is invalid.', { errors });
   }

@@ -26,7 +26,7 @@ export function bearerToken(request: FastifyRequest): string | undefined {
   const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(header);
   if (!match) {
     throw new FlowgateError('FLOWGATE_ERR_AUTH_TOKEN_INVALID', 'The Authorization header must be "Bearer <token>".', {
-      headers: { 'www-authenticate': `${REALM}, error="invalid_request"` },
+      headers: { 'www-authenticate': `${REALM}, error="invalid_token", error_description="The Authorization header must be 'Bearer <token>'."` },
     });
   }
   return match[1];

@@ -38,6 +38,11 @@ function noStore(reply: FastifyReply): FastifyReply {
   return reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
 }
 
+/**
+ * The documented form parameters. Validation is attached, not enforced (`attachValidation`
+ * on each route): {@link formParams} checks them so that errors carry the OAuth `error`
+ * member (RFC 6749 §5.2), e.g. `invalid_request` for a repeated parameter.
+ */
 const FormSchema = (description: string, properties: Record<string, string>) => ({
   consumes: ['application/x-www-form-urlencoded'],
   description,
@@ -113,6 +118,7 @@ export async function registerOAuthRoutes(app: HttpApp, deps: OAuthRoutesDeps): 
       '/oauth/token',
       {
         config: { scope: 'public' },
+        attachValidation: true,
         schema: FormSchema('The token endpoint: authorization_code (PKCE), client_credentials, refresh_token, token-exchange (RFC 8693).', {
           grant_type: 'authorization_code | client_credentials | refresh_token | urn:ietf:params:oauth:grant-type:token-exchange',
           scope: 'Space-separated scopes; the held ones by default',
@@ -159,6 +165,7 @@ export async function registerOAuthRoutes(app: HttpApp, deps: OAuthRoutesDeps): 
       '/oauth/introspect',
       {
         config: { scope: 'public' },
+        attachValidation: true,
         schema: FormSchema('RFC 7662 token introspection, for authenticated service accounts.', {
           token: 'The token to inspect',
           token_type_hint: 'access_token | refresh_token',
@@ -175,6 +182,7 @@ export async function registerOAuthRoutes(app: HttpApp, deps: OAuthRoutesDeps): 
       '/oauth/revoke',
       {
         config: { scope: 'public' },
+        attachValidation: true,
         schema: FormSchema('RFC 7009 token revocation. Unknown tokens are answered 200 too.', {
           token: 'The token to revoke',
           token_type_hint: 'access_token | refresh_token',
