@@ -108,7 +108,8 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
           logger.info('flowgate shutting down');
           const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutMs).unref());
           await Promise.race([httpApp.close(), timeout]);
-          await store.close();
+          // A request stuck past the timeout may hold a database connection; do not wait on it.
+          await Promise.race([store.close(), new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
           logger.info('flowgate stopped');
           logger.flush();
         })();

@@ -172,7 +172,8 @@ function allowedValues(path: string): string[] | undefined {
 }
 
 function isSecretPath(path: string): boolean {
-  return /secret|password|key/i.test(path);
+  // Database URLs may carry a password; a mistyped one must not print it.
+  return /secret|password|key|url/i.test(path);
 }
 
 function truncate(value: unknown): unknown {

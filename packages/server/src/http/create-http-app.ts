@@ -79,7 +79,8 @@ export async function createHttpApp(options: HttpAppOptions): Promise<HttpApp> {
     try {
       done(null, JSON.parse(text) as unknown);
     } catch (err) {
-      done(new FlowgateError('FLOWGATE_ERR_REQUEST_MALFORMED_BODY', `The request body is not valid JSON: ${(err as Error).message}.`), undefined);
+      // The parser's message quotes the body, which may hold a password: keep it in `cause` only.
+      done(new FlowgateError('FLOWGATE_ERR_REQUEST_MALFORMED_BODY', 'The request body is not valid JSON.', { cause: err }), undefined);
     }
   };
   app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJson);

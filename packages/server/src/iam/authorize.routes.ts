@@ -98,6 +98,9 @@ function validateRequest({ params }: ValidRequest): string | undefined {
   if (params.response_type !== 'code') return 'response_type must be "code".';
   if (!params.code_challenge || !S256_CHALLENGE.test(params.code_challenge)) return 'PKCE is required: send a code_challenge (S256).';
   if (params.code_challenge_method !== 'S256') return 'code_challenge_method must be S256.';
+  if ((params.nonce?.length ?? 0) > 512 || (params.state?.length ?? 0) > 1024 || (params.scope?.length ?? 0) > 2048) {
+    return 'nonce, state or scope is too long.';
+  }
   return undefined;
 }
 

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { Clock } from '../kernel/index.js';
+import { sha256Hex, type Clock } from '../kernel/index.js';
 import type { IamTables } from './iam.tables.js';
 
 export interface ThrottleOptions {
@@ -23,14 +23,16 @@ export class FailureThrottle {
   ) {}
 
   /** Seconds until the key may try again; 0 when it may try now. */
-  async retryAfter(key: string): Promise<number> {
+  async retryAfter(name: string): Promise<number> {
+    const key = storedKey(name);
     const row = await this.db.selectFrom('auth_failures').select('locked_until').where('key', '=', key).executeTakeFirst();
     const wait = (row?.locked_until ?? 0) - this.clock.now();
     return wait > 0 ? Math.ceil(wait / 1000) : 0;
   }
 
   /** Records a failure; returns the seconds the key is now locked for (0 if not locked). */
-  async recordFailure(key: string): Promise<number> {
+  async recordFailure(name: string): Promise<number> {
+    const key = storedKey(name);
     const now = this.clock.now();
     const windowMs = this.options.windowSeconds * 1000;
     return this.db.transaction().execute(async (trx) => {
@@ -51,7 +53,12 @@ export class FailureThrottle {
   }
 
   /** Forgets the failures of a key after a success. */
-  async reset(key: string): Promise<void> {
-    await this.db.deleteFrom('auth_failures').where('key', '=', key).execute();
+  async reset(name: string): Promise<void> {
+    await this.db.deleteFrom('auth_failures').where('key', '=', storedKey(name)).execute();
   }
+}
+
+/** Keys are hashed: usernames and client ids come from strangers and may be any length. */
+function storedKey(name: string): string {
+  return sha256Hex(name);
 }

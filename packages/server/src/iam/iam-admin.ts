@@ -116,7 +116,10 @@ export class IamAdmin {
   async rotateServiceAccountSecret(caller: Principal, id: string, traceId: string): Promise<ServiceAccountCreated> {
     const account = await this.deps.accounts.get(caller.tenant, id);
     if (!account) throw notFound('service account');
+    // Its new secret is its power: the caller must hold its scopes and be able to grant its role.
     this.assertCanManage(caller, accountScopes(account));
+    const currentRole = await this.deps.members.roleOf(caller.tenant, id);
+    if (currentRole) await this.assertRoleGrantable(caller, currentRole);
     const secret = newClientSecret();
     await this.deps.accounts.setSecretHash(caller.tenant, id, await this.deps.hasher.hash(secret));
     await this.deps.revokeSessionsOf(caller.tenant, id);

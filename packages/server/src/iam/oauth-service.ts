@@ -122,17 +122,22 @@ export class OAuthService {
   /** RFC 6749 §6 with rotation: the old refresh token is spent, a new one returned. */
   async refresh(client: AuthenticatedClient, token: string | undefined, scopeParam: string | undefined): Promise<TokenResponse> {
     if (!token) throw invalidRequest('refresh_token is required.');
-    const row = await this.deps.refreshTokens.spend(token, client.clientId);
-    if (row.principal_type === 'user') {
-      const user = await this.activeUser(row.tenant_id, row.principal_id);
-      // Rights are read afresh: a demoted user's refresh gives the new, smaller set.
-      const current = await this.userScopes(user);
-      const granted = splitScopeParam(row.scope).filter((s) => scopesGrant(current, s));
-      const scopes = narrow(granted, scopeParam);
-      const { body } = await this.userTokens(user, client.clientId, scopes, row.auth_time, row.family_id, row.expires_at);
-      return body;
+    const found = await this.deps.refreshTokens.find(token);
+    if (!found || found.client_id !== client.clientId || found.principal_type !== 'user') {
+      throw invalidGrant('The refresh token is not valid for this client.');
     }
-    throw invalidGrant('The refresh token is not valid for this client.');
+    // Check the request before spending the token: a refused scope must leave the client
+    // its refresh token, or its retry would look like a replay and end the session.
+    const user = await this.activeUser(found.tenant_id, found.principal_id);
+    // Rights are read afresh: a demoted user's refresh gives the new, smaller set.
+    const current = await this.userScopes(user);
+    const granted = splitScopeParam(found.scope).filter((s) => scopesGrant(current, s));
+    const scopes = narrow(granted, scopeParam);
+    const row = await this.deps.refreshTokens.spend(token, client.clientId);
+    // RFC 6749 §6: the new refresh token keeps the scope of the old one, however narrow
+    // this access token is.
+    const { body } = await this.userTokens(user, client.clientId, scopes, row.auth_time, row.family_id, row.expires_at, row.scope);
+    return body;
   }
 
   /**
@@ -272,10 +277,10 @@ export class OAuthService {
    */
   async revoke(client: AuthenticatedClient, token: string | undefined, traceId: string): Promise<void> {
     if (!token) throw invalidRequest('token is required.');
-    const tenant = client.kind === 'confidential' ? client.account.tenant_id : undefined;
+    // §2.1: only the client a token was issued to may revoke it; others are ignored silently.
     const row = await this.deps.refreshTokens.find(token);
     if (row) {
-      if (row.client_id === client.clientId || row.tenant_id === tenant) {
+      if (row.client_id === client.clientId) {
         await this.deps.refreshTokens.revokeFamily(row.family_id);
         this.deps.audit.record({ action: 'iam.token.revoked', tenant: row.tenant_id, actor: client.clientId, outcome: 'success', target: `refresh_family:${row.family_id}`, traceId });
       }
@@ -288,7 +293,7 @@ export class OAuthService {
       return;
     }
     if (!principal.jti || principal.issuer !== this.deps.tokens.issuer) return;
-    if (principal.clientId !== client.clientId && principal.tenant !== tenant) return;
+    if (principal.clientId !== client.clientId) return;
     await this.deps.revocations.revoke(principal.jti, principal.tenant, principal.exp);
     this.deps.audit.record({ action: 'iam.token.revoked', tenant: principal.tenant, actor: client.clientId, outcome: 'success', target: `jti:${principal.jti}`, traceId });
   }
@@ -355,6 +360,7 @@ export class OAuthService {
     authTime: number,
     familyId: string | undefined,
     familyExpiresAt: number | undefined,
+    refreshScope: string = scopes.join(' '),
   ): Promise<{ body: TokenResponse; familyId: string }> {
     const minted = await this.deps.tokens.mintAccessToken({
       sub: user.id,
@@ -369,7 +375,7 @@ export class OAuthService {
       principalId: user.id,
       principalType: 'user',
       clientId,
-      scope: scopes.join(' '),
+      scope: refreshScope,
       authTime,
       ...(familyId ? { familyId } : {}),
       ...(familyExpiresAt ? { expiresAt: familyExpiresAt } : {}),

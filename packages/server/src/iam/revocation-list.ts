@@ -22,7 +22,7 @@ export class RevocationList {
       .values({ jti, tenant_id: tenantId, expires_at: expiresAtSeconds * 1000, revoked_at: now })
       .onConflict((oc) => oc.column('jti').doNothing())
       .execute();
-    this.known.add(jti);
+    this.remember(jti);
     // Entries past their token's expiry protect nothing; drop them as we go.
     await this.db.deleteFrom('revoked_tokens').where('expires_at', '<', now).execute();
   }
@@ -30,7 +30,13 @@ export class RevocationList {
   async isRevoked(jti: string): Promise<boolean> {
     if (this.known.has(jti)) return true;
     const row = await this.db.selectFrom('revoked_tokens').select('jti').where('jti', '=', jti).executeTakeFirst();
-    if (row) this.known.add(jti);
+    if (row) this.remember(jti);
     return row !== undefined;
+  }
+
+  /** Caches a revocation; the cache is bounded, the table stays the truth. */
+  private remember(jti: string): void {
+    if (this.known.size >= 10_000) this.known.clear();
+    this.known.add(jti);
   }
 }

@@ -160,6 +160,31 @@ describe.each(['sqlite', 'postgres'] as const)('OAuth flows on %s', (store) => {
     expect(successor.body.error).toBe('invalid_grant');
   });
 
+  it('keeps the refresh token usable after a refused scope, and its scope after a narrowed refresh', async () => {
+    const frank = await createUser(base, acme, 'frank', 'member');
+    const first = await loginUser(base, 'acme', frank);
+    const refused = await postForm(base, '/oauth/token', { grant_type: 'refresh_token', refresh_token: first.refresh_token as string, client_id: 'flowgate-cli', scope: 'users:write' });
+    expect(refused.body.error).toBe('invalid_scope');
+    const narrowed = await postForm(base, '/oauth/token', { grant_type: 'refresh_token', refresh_token: first.refresh_token as string, client_id: 'flowgate-cli', scope: 'flows:run' });
+    expect(narrowed.status).toBe(200);
+    expect(narrowed.body.scope).toBe('flows:run');
+    const widenedBack = await postForm(base, '/oauth/token', { grant_type: 'refresh_token', refresh_token: narrowed.body.refresh_token, client_id: 'flowgate-cli' });
+    expect(widenedBack.body.scope.split(' ')).toEqual(expect.arrayContaining(['flows:run', 'flows:write', '*:read']));
+  });
+
+  it('does not let an account manager take over an owner account by resetting its secret', async () => {
+    const target = await api(base, 'POST', '/api/v1/service-accounts', { token: acme.token, body: { name: 'ops-bot', scopes: [] } });
+    await api(base, 'PUT', `/api/v1/members/${target.body.id}`, { token: acme.token, body: { role: 'owner' } });
+    const manager = await api(base, 'POST', '/api/v1/service-accounts', { token: acme.token, body: { name: 'manager', scopes: ['accounts:write'] } });
+    const managerToken = await clientToken(base, manager.body.client_id, manager.body.client_secret);
+    const reset = await api(base, 'POST', `/api/v1/service-accounts/${target.body.id}/secret`, { token: managerToken });
+    expect(reset.status).toBe(403);
+    expect(reset.body.code).toBe('FLOWGATE_ERR_IAM_ROLE_NOT_GRANTABLE');
+    const byOwner = await api(base, 'POST', `/api/v1/service-accounts/${target.body.id}/secret`, { token: acme.token });
+    expect(byOwner.status).toBe(200);
+    expect(byOwner.body.client_secret).toMatch(/^fgs_/);
+  });
+
   describe('token exchange', () => {
     let userToken: string;
     let actor: { client_id: string; client_secret: string };
