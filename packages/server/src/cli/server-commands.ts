@@ -5,26 +5,16 @@
 import { CliError, type CliIo } from './io.js';
 import { printJson } from './output.js';
 
-/** Variables of the CLI as a client that the server's configuration does not know. */
-const CLIENT_ONLY_VARIABLES = ['FLOWGATE_CREDENTIALS_FILE'];
-
-/** The environment the server's configuration is read from: the CLI's own variables left out. */
-export function serverEnv(env: CliIo['env']): Record<string, string | undefined> {
-  const copy: Record<string, string | undefined> = { ...env };
-  for (const name of CLIENT_ONLY_VARIABLES) delete copy[name];
-  return copy;
-}
-
 export async function start(io: CliIo): Promise<void> {
   const { runServer } = await import('../run-server.js');
-  await runServer(serverEnv(io.env), io.cwd);
+  await runServer(io.env, io.cwd);
 }
 
 export async function migrate(io: CliIo, options: { json?: boolean }): Promise<void> {
   const { loadConfig, ConfigError } = await import('../config/index.js');
   let config;
   try {
-    config = loadConfig({ env: serverEnv(io.env), cwd: io.cwd });
+    config = loadConfig({ env: io.env, cwd: io.cwd });
   } catch (err) {
     if (err instanceof ConfigError) throw new CliError(err.message, 2);
     throw err;

@@ -57,8 +57,6 @@ export async function authenticateBearer(verifier: TokenVerifier, request: Fasti
  */
 export function createAuthHook(verifier: TokenVerifier) {
   return async function authHook(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
-    // Unmatched paths get their 404/405 whoever asks: the route list is public (OpenAPI).
-    if (request.is404) return;
     const scope = request.routeOptions.config.scope;
     if (scope === 'public' || (scope === undefined && !request.url.startsWith('/api/'))) return;
     const principal = await authenticateBearer(verifier, request);

@@ -3,13 +3,15 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
 import { safeEqual } from '../kernel/index.js';
 import { acceptFormBodies, type HttpApp } from '../http/index.js';
-import { formParams } from './oauth.routes.js';
+import { formParams, singleValued } from './oauth.routes.js';
+import type { PasswordLogin } from './password-login.js';
 import type { OAuthService } from './oauth-service.js';
 import { findPublicClient, type PublicClient } from './public-clients.js';
 
 export interface AuthorizeRoutesDeps {
   readonly issuer: () => string;
   readonly oauth: OAuthService;
+  readonly passwords: PasswordLogin;
 }
 
 const CSRF_COOKIE = 'flowgate_login_csrf';
@@ -59,7 +61,7 @@ export async function registerAuthorizeRoutes(app: HttpApp, deps: AuthorizeRoute
       const tenant = (form.tenant ?? '').trim();
       const username = (form.username ?? '').trim();
       try {
-        const user = await deps.oauth.login(tenant, username, form.password ?? '', request.id);
+        const user = await deps.passwords.login(tenant, username, form.password ?? '', request.id);
         const code = await deps.oauth.issueCode({
           user,
           clientId: valid.client.clientId,
@@ -108,15 +110,6 @@ function redirectWith(reply: FastifyReply, uri: string, params: Record<string, s
   const url = new URL(uri);
   for (const [key, value] of Object.entries(params)) if (value !== undefined) url.searchParams.set(key, value);
   return reply.header('cache-control', 'no-store').redirect(url.toString(), 302);
-}
-
-function singleValued(query: unknown): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (const [key, value] of Object.entries((query ?? {}) as Record<string, unknown>)) {
-    if (typeof value !== 'string') throw new FlowgateError('FLOWGATE_ERR_OAUTH_INVALID_REQUEST', `The parameter "${key}" must appear once.`);
-    out[key] = value;
-  }
-  return out;
 }
 
 function readCookie(request: FastifyRequest, name: string): string | undefined {

@@ -4,7 +4,7 @@ import { sha256Hex, type Clock } from '../kernel/index.js';
 import type { AuditRecorder } from '../audit/index.js';
 import type { FailureThrottle } from './failure-throttle.js';
 import { findPublicClient, type PublicClient } from './public-clients.js';
-import type { SecretHasher } from './secret-hasher.js';
+import { createConstantWorkVerifier, type SecretHasher } from './secret-hasher.js';
 import { type ServiceAccountRepository, type ServiceAccountRow } from './service-account.repository.js';
 
 /** A client that proved who it is (a service account) or named itself (a public client). */
@@ -24,7 +24,7 @@ export type AuthenticatedClient =
 export class ClientAuthenticator {
   /** Recently verified secrets (by hash of the presented secret), to spare a scrypt per call. */
   private readonly verified = new Map<string, { secretSha: string; storedHash: string; until: number }>();
-  private dummyHash: Promise<string> | undefined;
+  private readonly verifyConstantWork: (secret: string, stored: string | undefined) => Promise<boolean>;
 
   constructor(
     private readonly accounts: ServiceAccountRepository,
@@ -32,7 +32,9 @@ export class ClientAuthenticator {
     private readonly throttle: FailureThrottle,
     private readonly audit: AuditRecorder,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.verifyConstantWork = createConstantWorkVerifier(hasher);
+  }
 
   /**
    * Authenticates the client of a request. `allowPublic` lets public clients through
@@ -75,7 +77,7 @@ export class ClientAuthenticator {
       });
     }
     const account = await this.accounts.findByClientId(clientId);
-    const ok = account ? await this.verifySecret(account, secret) : (await this.hasher.verify(secret, await this.dummy()), false);
+    const ok = account ? await this.verifySecret(account, secret) : await this.verifyConstantWork(secret, undefined);
     if (!account || !ok || account.disabled) {
       const locked = await this.throttle.recordFailure(key);
       this.audit.record({
@@ -103,11 +105,6 @@ export class ClientAuthenticator {
       this.verified.set(account.client_id, { secretSha, storedHash: account.secret_hash, until: now + 60_000 });
     }
     return ok;
-  }
-
-  private dummy(): Promise<string> {
-    this.dummyHash ??= this.hasher.hash('flowgate-dummy-secret-for-constant-work');
-    return this.dummyHash;
   }
 
   private invalidClient(detail: string): FlowgateError {

@@ -16,6 +16,7 @@ import { IamAdmin } from './iam-admin.js';
 import { MemberRepository } from './member.repository.js';
 import { OAuthService } from './oauth-service.js';
 import { registerOAuthRoutes } from './oauth.routes.js';
+import { PasswordLogin } from './password-login.js';
 import { RefreshTokenStore } from './refresh-tokens.js';
 import { RevocationList } from './revocation-list.js';
 import { createScryptHasher, type SecretHasher } from './secret-hasher.js';
@@ -83,15 +84,7 @@ export function createIam(deps: IamDeps): Iam {
   const throttle = new FailureThrottle(db, clock, iam.throttle);
   const refreshTokens = new RefreshTokenStore(db, clock, iam.refreshTokenTtl * 1000);
   const authCodes = new AuthCodeStore(db, clock, iam.authCodeTtl * 1000);
-  const revokeSessionsOf = async (tenantId: string, principalId: string) => {
-    await db
-      .updateTable('refresh_tokens')
-      .set({ revoked_at: clock.now() })
-      .where('tenant_id', '=', tenantId)
-      .where('principal_id', '=', principalId)
-      .where('revoked_at', 'is', null)
-      .execute();
-  };
+  const revokeSessionsOf = (tenantId: string, principalId: string) => refreshTokens.revokePrincipal(tenantId, principalId);
   const admin = new IamAdmin({ db, tenants, users, accounts, members, hasher, clock, audit: deps.audit, revokeSessionsOf });
   const oauth = new OAuthService({
     tokens,
@@ -102,11 +95,10 @@ export function createIam(deps: IamDeps): Iam {
     refreshTokens,
     authCodes,
     revocations,
-    throttle,
-    hasher,
     audit: deps.audit,
     clock,
   });
+  const passwords = new PasswordLogin(users, members, throttle, hasher, deps.audit);
   const clients = new ClientAuthenticator(accounts, hasher, throttle, deps.audit, clock);
 
   return {
@@ -122,7 +114,7 @@ export function createIam(deps: IamDeps): Iam {
     async registerRoutes(app) {
       app.addHook('onRequest', createAuthHook(verifier));
       await registerOAuthRoutes(app, { issuer: deps.issuer, oauth, clients, keys });
-      await registerAuthorizeRoutes(app, { issuer: deps.issuer, oauth });
+      await registerAuthorizeRoutes(app, { issuer: deps.issuer, oauth, passwords });
       registerAdminRoutes(app, { admin, keys, audit: deps.audit });
     },
   };

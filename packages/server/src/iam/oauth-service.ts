@@ -4,12 +4,10 @@ import { FlowgateError } from '../errors/index.js';
 import { epochSeconds, type Clock } from '../kernel/index.js';
 import type { AuthCodeStore } from './auth-codes.js';
 import type { AuthenticatedClient } from './client-auth.js';
-import type { FailureThrottle } from './failure-throttle.js';
 import type { MemberRepository } from './member.repository.js';
 import type { Principal } from './principal.js';
 import type { RefreshTokenStore } from './refresh-tokens.js';
 import type { RevocationList } from './revocation-list.js';
-import type { SecretHasher } from './secret-hasher.js';
 import { accountScopes, type ServiceAccountRepository, type ServiceAccountRow } from './service-account.repository.js';
 import { decideTokenExchange } from './token-exchange.js';
 import type { TokenService } from './token-service.js';
@@ -39,8 +37,6 @@ export interface OAuthServiceDeps {
   readonly refreshTokens: RefreshTokenStore;
   readonly authCodes: AuthCodeStore;
   readonly revocations: RevocationList;
-  readonly throttle: FailureThrottle;
-  readonly hasher: SecretHasher;
   readonly audit: AuditRecorder;
   readonly clock: Clock;
 }
@@ -49,10 +45,8 @@ const invalidScope = (detail: string) => new FlowgateError('FLOWGATE_ERR_OAUTH_I
 const invalidRequest = (detail: string) => new FlowgateError('FLOWGATE_ERR_OAUTH_INVALID_REQUEST', detail);
 const invalidGrant = (detail: string) => new FlowgateError('FLOWGATE_ERR_OAUTH_INVALID_GRANT', detail);
 
-/** The grants of the token endpoint, login, introspection and revocation. */
+/** The grants of the token endpoint, introspection and revocation. */
 export class OAuthService {
-  private dummyHash: Promise<string> | undefined;
-
   constructor(private readonly deps: OAuthServiceDeps) {}
 
   /** The scopes a service account holds: its own list plus its role's. */
@@ -296,38 +290,6 @@ export class OAuthService {
     if (principal.clientId !== client.clientId) return;
     await this.deps.revocations.revoke(principal.jti, principal.tenant, principal.exp);
     this.deps.audit.record({ action: 'iam.token.revoked', tenant: principal.tenant, actor: client.clientId, outcome: 'success', target: `jti:${principal.jti}`, traceId });
-  }
-
-  /**
-   * Checks a user's password, throttled per tenant and username. The same scrypt work
-   * is done for unknown users, and every failure gives the same answer.
-   */
-  async login(tenant: string, username: string, password: string, traceId: string): Promise<UserRow> {
-    const key = `user:${tenant}/${username.toLowerCase()}`;
-    const wait = await this.deps.throttle.retryAfter(key);
-    if (wait > 0) {
-      this.deps.audit.record({ action: 'iam.login.throttled', tenant, actor: username, outcome: 'failure', traceId });
-      throw new FlowgateError('FLOWGATE_ERR_AUTH_THROTTLED', `Too many failed logins; retry in ${wait} s.`, { headers: { 'retry-after': String(wait) } });
-    }
-    const user = await this.deps.users.findByUsername(tenant, username);
-    this.dummyHash ??= this.deps.hasher.hash('flowgate-dummy-password');
-    const ok = user ? await this.deps.hasher.verify(password, user.password_hash) : (await this.deps.hasher.verify(password, await this.dummyHash), false);
-    const role = user && ok ? await this.deps.members.roleOf(tenant, user.id) : undefined;
-    if (!user || !ok || user.disabled || !role) {
-      await this.deps.throttle.recordFailure(key);
-      this.deps.audit.record({
-        action: 'iam.login.failed',
-        tenant,
-        actor: username,
-        outcome: 'failure',
-        traceId,
-        details: { reason: !user ? 'unknown_user' : !ok ? 'wrong_password' : user.disabled ? 'disabled' : 'no_role' },
-      });
-      throw new FlowgateError('FLOWGATE_ERR_OAUTH_LOGIN_FAILED', 'The tenant, username or password is wrong.');
-    }
-    await this.deps.throttle.reset(key);
-    this.deps.audit.record({ action: 'iam.login.succeeded', tenant, actor: user.id, outcome: 'success', traceId });
-    return user;
   }
 
   /** Issues the authorization code for a logged-in user. */

@@ -18,19 +18,24 @@ export interface OAuthRoutesDeps {
 const GRANT_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const GRANTS = ['authorization_code', 'client_credentials', 'refresh_token', GRANT_EXCHANGE];
 
-/** Reads a form body as single-valued strings; a repeated parameter is refused (RFC 6749 §3.1). */
-export function formParams(request: FastifyRequest): Record<string, string | undefined> {
-  const body = request.body;
-  if (body === undefined || body === null) return {};
-  if (typeof body !== 'object') throw new FlowgateError('FLOWGATE_ERR_OAUTH_INVALID_REQUEST', 'The body must be application/x-www-form-urlencoded.');
+/**
+ * Reads OAuth parameters (a form body or a query) as single-valued strings; a repeated
+ * parameter is refused with invalid_request (RFC 6749 §3.1).
+ */
+export function singleValued(params: unknown): Record<string, string | undefined> {
+  if (params === undefined || params === null) return {};
+  if (typeof params !== 'object') throw new FlowgateError('FLOWGATE_ERR_OAUTH_INVALID_REQUEST', 'The body must be application/x-www-form-urlencoded.');
   const out: Record<string, string | undefined> = {};
-  for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
-    if (typeof value !== 'string') {
-      throw new FlowgateError('FLOWGATE_ERR_OAUTH_INVALID_REQUEST', `The parameter "${key}" must appear once.`);
-    }
+  for (const [key, value] of Object.entries(params as Record<string, unknown>)) {
+    if (typeof value !== 'string') throw new FlowgateError('FLOWGATE_ERR_OAUTH_INVALID_REQUEST', `The parameter "${key}" must appear once.`);
     out[key] = value;
   }
   return out;
+}
+
+/** The form body of an OAuth request, single-valued. */
+export function formParams(request: FastifyRequest): Record<string, string | undefined> {
+  return singleValued(request.body);
 }
 
 function noStore(reply: FastifyReply): FastifyReply {

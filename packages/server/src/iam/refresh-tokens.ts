@@ -90,6 +90,17 @@ export class RefreshTokenStore {
     return row;
   }
 
+  /** Revokes every session of a principal (password changed, disabled, removed, demoted). */
+  async revokePrincipal(tenantId: string, principalId: string): Promise<void> {
+    await this.db
+      .updateTable('refresh_tokens')
+      .set({ revoked_at: this.clock.now() })
+      .where('tenant_id', '=', tenantId)
+      .where('principal_id', '=', principalId)
+      .where('revoked_at', 'is', null)
+      .execute();
+  }
+
   async revokeFamily(familyId: string): Promise<void> {
     await this.db
       .updateTable('refresh_tokens')

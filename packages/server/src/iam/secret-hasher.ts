@@ -28,6 +28,21 @@ function scrypt(secret: string, salt: Buffer, cost: ScryptCost): Promise<Buffer>
   });
 }
 
+/**
+ * Verifies a secret against a stored hash, or, when there is none (unknown user or
+ * client), against a throwaway hash and answers false: the same scrypt work either way,
+ * so timing does not reveal which names exist.
+ */
+export function createConstantWorkVerifier(hasher: SecretHasher): (secret: string, stored: string | undefined) => Promise<boolean> {
+  let dummy: Promise<string> | undefined;
+  return async (secret, stored) => {
+    if (stored !== undefined) return hasher.verify(secret, stored);
+    dummy ??= hasher.hash('flowgate-dummy-secret-for-constant-work');
+    await hasher.verify(secret, await dummy);
+    return false;
+  };
+}
+
 /** The scrypt hasher. */
 export function createScryptHasher(cost: ScryptCost = DEFAULT_SCRYPT_COST): SecretHasher {
   return {

@@ -1,5 +1,6 @@
 /** IAM set-up steps shared by tests: tenants, owners, users, and a real browser-style login. */
-import { randomBytes, createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { s256Challenge } from '../../src/iam/index.js';
 import { ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET } from './server.js';
 import { api, clientToken, postForm } from './http.js';
 
@@ -33,7 +34,7 @@ export async function createUser(base: string, owner: TenantOwner, username: str
 /** A PKCE verifier and its S256 challenge (RFC 7636). */
 export function pkce(): { verifier: string; challenge: string } {
   const verifier = randomBytes(32).toString('base64url');
-  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+  return { verifier, challenge: s256Challenge(verifier) };
 }
 
 /**
