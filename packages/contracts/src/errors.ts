@@ -171,6 +171,38 @@ export const ERROR_CATALOGUE = {
     family: 'user',
   },
 
+  // --- Event bus -----------------------------------------------------------------
+  FLOWGATE_ERR_BUS_INVALID_TOPIC: {
+    status: 400,
+    title: 'The topic name or topic pattern is not valid.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_BUS_RESERVED_TOPIC: {
+    status: 400,
+    title: 'This topic belongs to Flowgate and cannot be published to.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_BUS_SCHEMA_MISMATCH: {
+    status: 422,
+    title: "The event does not match its topic's schema.",
+    family: 'user',
+  },
+  FLOWGATE_ERR_BUS_GROUP_CONFLICT: {
+    status: 409,
+    title: 'The consumer group already exists with another topic filter.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_BUS_QUOTA_EXCEEDED: {
+    status: 429,
+    title: "The tenant's event quota is used up; retry later.",
+    family: 'user',
+  },
+  FLOWGATE_ERR_BUS_UNAVAILABLE: {
+    status: 503,
+    title: 'The event bus is unavailable; retry shortly.',
+    family: 'operational',
+  },
+
   // --- Configuration (reported at start, never over HTTP) ----------------------------
   FLOWGATE_ERR_CONFIG_INVALID: {
     status: 500,

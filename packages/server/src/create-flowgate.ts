@@ -1,5 +1,6 @@
 import type { DestinationStream } from 'pino';
 import { createLogAuditRecorder, type AuditRecorder } from './audit/index.js';
+import { createEventBus, registerBusRoutes, type EventBus } from './bus/index.js';
 import type { FlowgateConfig } from './config/index.js';
 import { createHttpApp, registerHealthRoutes, type HttpApp } from './http/index.js';
 import { createIam, type Iam, type SecretHasher } from './iam/index.js';
@@ -26,6 +27,7 @@ export interface Flowgate {
   readonly config: FlowgateConfig;
   readonly store: Store;
   readonly iam: Iam;
+  readonly bus: EventBus;
   readonly app: HttpApp;
   readonly logger: Logger;
   /** The base URL it answers on (after {@link Flowgate.listen}). */
@@ -48,6 +50,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
 
   const store = await openStore({ url: config.database.url, schema: config.database.schema, dataDir: config.dataDir, poolSize: config.database.poolSize });
   let app: HttpApp | undefined;
+  let bus: EventBus | undefined;
   try {
     const applied = await store.migrate(ALL_MIGRATIONS);
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
@@ -67,6 +70,9 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     });
     await iam.start();
 
+    bus = await createEventBus({ config: config.bus, store, clock, logger, registry });
+    bus.start();
+
     const httpApp = await createHttpApp({ logger, metrics: createHttpMetrics(registry), bodyLimitBytes: config.server.bodyLimitBytes, version: VERSION });
     app = httpApp;
     let draining = false;
@@ -79,13 +85,16 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       },
     });
     await iam.registerRoutes(httpApp);
+    await registerBusRoutes(httpApp, { bus });
     await httpApp.ready();
 
     let closing: Promise<void> | undefined;
+    const eventBus = bus;
     const flowgate: Flowgate = {
       config,
       store,
       iam,
+      bus: eventBus,
       app: httpApp,
       logger,
       get url() {
@@ -108,6 +117,8 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
           logger.info('flowgate shutting down');
           const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutMs).unref());
           await Promise.race([httpApp.close(), timeout]);
+          // Consumers stop before the store they record acks in.
+          await eventBus.close().catch((error: unknown) => logger.warn({ err: error }, 'event bus did not close cleanly'));
           // A request stuck past the timeout may hold a database connection; do not wait on it.
           await Promise.race([store.close(), new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
           logger.info('flowgate stopped');
@@ -119,6 +130,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     return flowgate;
   } catch (err) {
     await app?.close().catch(() => undefined);
+    await bus?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw err;
   }

@@ -1,5 +1,6 @@
+import { busMigrations } from './bus/index.js';
 import { iamMigrations } from './iam/index.js';
 import type { NamedMigration } from './storage/index.js';
 
 /** Every feature's migrations; the store applies them in name order. */
-export const ALL_MIGRATIONS: readonly NamedMigration[] = [...iamMigrations];
+export const ALL_MIGRATIONS: readonly NamedMigration[] = [...iamMigrations, ...busMigrations];

@@ -109,6 +109,21 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    bus: Type.Object(
+      {
+        url: Type.Optional(
+          Type.String({
+            pattern: '^nats://',
+            description: 'nats://host:port for NATS JetStream (scale-out); default: the embedded log in the state store',
+          }),
+        ),
+        publishRate: Type.Integer({ minimum: 0, default: 0, description: 'Events per second a tenant may publish; 0 = no limit' }),
+        maxBacklog: Type.Integer({ minimum: 0, default: 0, description: "Unhandled events of a tenant's slowest group before publishing is refused; 0 = no limit" }),
+        lagIntervalMs: Type.Integer({ minimum: 100, default: 5000, description: 'How often consumer lag is sampled' }),
+        retentionIntervalMs: Type.Integer({ minimum: 1000, default: 60_000, description: 'How often topic retention runs' }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
   },
   { additionalProperties: false },
 );

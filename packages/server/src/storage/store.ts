@@ -38,6 +38,14 @@ export interface Store {
   db<Tables>(): Kysely<Tables>;
   /** Applies every pending migration, in name order. */
   migrate(migrations: readonly NamedMigration[]): Promise<string[]>;
+  /**
+   * Serialises the transactions that take the same `key` until each commits or rolls
+   * back (a PostgreSQL advisory lock). SQLite transactions are serialised already.
+   * Used where commit order must follow insertion order, as in the event log.
+   */
+  lockTransaction(trx: Kysely<unknown>, key: string): Promise<void>;
+  /** Gives the space of deleted rows back to the file system where the store can. */
+  reclaimSpace(): Promise<void>;
   /** Whether the store answers a trivial query within `timeoutMs`. */
   ping(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
@@ -61,6 +69,9 @@ function sqliteFile(url: string | undefined, dataDir: string): string {
 function openSqlite(file: string): Store {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
   const database = new SQLite(file);
+  // Incremental auto-vacuum lets retention give deleted events' pages back to the file
+  // system (reclaimSpace). It can only be switched on before the first table exists.
+  database.pragma('auto_vacuum = INCREMENTAL');
   // WAL lets readers proceed during a write. synchronous=FULL fsyncs the WAL at every
   // commit: with NORMAL a committed transaction can roll back on power loss, and an
   // accepted event or completed step must survive that (DEVELOPERS.md rule 4).
@@ -69,7 +80,13 @@ function openSqlite(file: string): Store {
   database.pragma('foreign_keys = ON');
   database.pragma('busy_timeout = 5000');
   const kysely = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
-  return makeStore('sqlite', kysely, { sharedAcrossProcesses: false }, undefined);
+  return makeStore('sqlite', kysely, { sharedAcrossProcesses: false }, undefined, {
+    lockTransaction: () => Promise.resolve(),
+    reclaimSpace: async () => {
+      await sql`pragma incremental_vacuum`.execute(kysely);
+      await sql`pragma wal_checkpoint(TRUNCATE)`.execute(kysely);
+    },
+  });
 }
 
 async function openPostgres(url: string, options: StoreOptions): Promise<Store> {
@@ -96,7 +113,13 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
     await kysely.destroy();
     throw new FlowgateError('FLOWGATE_ERR_SERVER_STORE_UNAVAILABLE', `Cannot connect to PostgreSQL at ${redactUrl(url)}.`, { cause });
   }
-  return makeStore('postgres', kysely, { sharedAcrossProcesses: true }, schema);
+  return makeStore('postgres', kysely, { sharedAcrossProcesses: true }, schema, {
+    lockTransaction: async (trx, key) => {
+      await sql`select pg_advisory_xact_lock(hashtext(${key}))`.execute(trx);
+    },
+    // PostgreSQL's autovacuum makes deleted rows' space reusable; nothing to do here.
+    reclaimSpace: () => Promise.resolve(),
+  });
 }
 
 function makeStore(
@@ -104,10 +127,12 @@ function makeStore(
   kysely: Kysely<unknown>,
   capabilities: StoreCapabilities,
   schema: string | undefined,
+  specifics: Pick<Store, 'lockTransaction' | 'reclaimSpace'>,
 ): Store {
   return {
     dialect,
     capabilities,
+    ...specifics,
     db<Tables>() {
       return kysely as unknown as Kysely<Tables>;
     },

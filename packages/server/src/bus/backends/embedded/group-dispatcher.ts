@@ -1,0 +1,454 @@
+import { randomInt } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { Clock } from '../../../kernel/index.js';
+import type { Logger } from '../../../observability/index.js';
+import type { BusTables } from '../../bus.migrations.js';
+import type { Delivery } from '../../bus-backend.js';
+import type { TopicFilter } from '../../topic-filter.js';
+import { toStored, type EventLog, type LogTopic } from './event-log.js';
+
+type Db = Kysely<BusTables>;
+
+/** A group as stored. */
+export interface GroupRow {
+  readonly id: number;
+  /** A tenant, or null for a platform group over every tenant. */
+  readonly tenant: string | null;
+  readonly name: string;
+  readonly filter: TopicFilter;
+  startSeq: number;
+}
+
+interface Member {
+  readonly deliver: (delivery: Delivery) => void;
+  readonly maxInFlight: number;
+  /** seq → delivery id of what this member holds. */
+  readonly inFlight: Map<number, number>;
+}
+
+interface QueuedAck {
+  readonly seq: number;
+  readonly deliveryId: number;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/** Events a tenant may claim per round before the next tenant's turn. */
+const TENANT_QUANTUM = 64;
+/** Longest sleep between passes: catches events committed by other connections. */
+const POLL_MS = 1000;
+/** Acks per DELETE statement. */
+const ACK_CHUNK = 200;
+
+class CursorMoved extends Error {}
+
+/**
+ * Hands one consumer group's events to the members of the group in this process.
+ *
+ * The group's state is all in the store, so a restart resumes where it was:
+ * - `bus_cursors` holds, per tenant, the last seq the group claimed from the log;
+ * - `bus_pending` holds every claimed event not yet acked: delivered (deadline in
+ *   `visible_at`), waiting after a nack, or waiting behind an earlier event of its key.
+ *
+ * A pass claims new events tenant by tenant in rotation (so one tenant's burst does not
+ * starve another), and in one transaction records them as pending and moves the
+ * cursors. Only then are they delivered: an event is never delivered without a record
+ * that it was, so a crash causes redelivery, never loss.
+ */
+export class GroupDispatcher {
+  private readonly members: Member[] = [];
+  private memberTurn = 0;
+  private tenantTurn = 0;
+  private topicsByTenant: Map<string, number[]> | undefined;
+  private readonly topicNames = new Map<number, LogTopic>();
+  private running = false;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly acks: QueuedAck[] = [];
+  private ackFlushing = false;
+  private closed = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: EventLog,
+    readonly group: GroupRow,
+    private readonly ackTimeoutMs: number,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  get memberCount(): number {
+    return this.members.length;
+  }
+
+  /** Adds a member; returns the function that removes it. */
+  join(deliver: (delivery: Delivery) => void, maxInFlight: number): () => Promise<void> {
+    const member: Member = { deliver, maxInFlight, inFlight: new Map() };
+    this.members.push(member);
+    this.schedule();
+    return () => this.leave(member);
+  }
+
+  /** The log got events on these topics: wake up when one of them is ours. */
+  noticeAppended(topics: readonly LogTopic[]): void {
+    let ours = false;
+    for (const t of topics) {
+      if (!this.covers(t)) continue;
+      ours = true;
+      if (t.id < 0 || !this.topicsByTenant?.get(t.tenant)?.includes(t.id)) this.topicsByTenant = undefined;
+    }
+    if (ours) this.schedule();
+  }
+
+  /** Forgets cursors and deliveries after a seek; the next pass starts from the store. */
+  reset(): void {
+    for (const m of this.members) m.inFlight.clear();
+    this.schedule();
+  }
+
+  /** Stops the dispatcher; members' deliveries are released by the store's deadlines. */
+  stop(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.members.length = 0;
+  }
+
+  private covers(topic: Pick<LogTopic, 'tenant' | 'name'>): boolean {
+    return (this.group.tenant === null || this.group.tenant === topic.tenant) && this.group.filter.matches(topic.name);
+  }
+
+  private async leave(member: Member): Promise<void> {
+    const index = this.members.indexOf(member);
+    if (index < 0) return;
+    this.members.splice(index, 1);
+    // What this member held goes back to the group now, not at its ack deadline.
+    const held = [...member.inFlight];
+    member.inFlight.clear();
+    for (const [seq, deliveryId] of held) {
+      await this.db.updateTable('bus_pending').set({ visible_at: 0 }).where('group_id', '=', this.group.id).where('seq', '=', seq).where('delivery_id', '=', deliveryId).execute();
+    }
+    this.schedule();
+  }
+
+  /** Runs a pass soon; passes never overlap. */
+  schedule(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    setImmediate(() => void this.run());
+  }
+
+  private async run(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        if (this.closed) return;
+        try {
+          await this.pass();
+        } catch (error) {
+          if (!(error instanceof CursorMoved)) {
+            this.logger.warn({ err: error, group: this.group.name }, 'bus dispatch failed; retrying');
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          }
+          this.again = true;
+        }
+      } while (this.again && !this.closed);
+    } finally {
+      this.running = false;
+      if (!this.closed) await this.armTimer();
+    }
+  }
+
+  private async armTimer(): Promise<void> {
+    clearTimeout(this.timer);
+    let wait = POLL_MS;
+    if (this.members.length > 0) {
+      const now = this.clock.now();
+      const next = await this.db
+        .selectFrom('bus_pending')
+        .select((eb) => eb.fn.min('visible_at').as('next'))
+        .where('group_id', '=', this.group.id)
+        .where('visible_at', '>', now)
+        .executeTakeFirst()
+        .catch(() => undefined);
+      if (next?.next !== null && next?.next !== undefined) wait = Math.min(wait, Math.max(5, Number(next.next) - now));
+    }
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      // Topics created in another connection's transaction announce themselves before
+      // they commit; the poll re-reads the topic list so they are found once they do.
+      if (wait === POLL_MS) this.topicsByTenant = undefined;
+      this.schedule();
+    }, wait);
+    this.timer.unref();
+  }
+
+  private freeCapacity(): number {
+    return this.members.reduce((sum, m) => sum + Math.max(0, m.maxInFlight - m.inFlight.size), 0);
+  }
+
+  private async pass(): Promise<void> {
+    const capacity = this.freeCapacity();
+    if (capacity === 0) return;
+    const topics = await this.matchingTopics();
+    const now = this.clock.now();
+    const deadline = now + this.ackTimeoutMs;
+    const out: Delivery[] = [];
+    const outMeta: { seq: number; deliveryId: number }[] = [];
+
+    await this.db.transaction().execute(async (trx) => {
+      // 1. Claimed events that are due: redeliveries, retries, and events whose key's
+      //    earlier event is done.
+      const due = await trx
+        .selectFrom('bus_pending as p')
+        .leftJoin('bus_log_events as e', 'e.seq', 'p.seq')
+        .select(['p.seq', 'p.deliveries', 'p.last_error', 'e.topic_id', 'e.body'])
+        .where('p.group_id', '=', this.group.id)
+        .where('p.visible_at', '<=', now)
+        .where((eb) =>
+          eb.not(
+            eb.exists(
+              eb.selectFrom('bus_pending as q')
+                .select(sql`1`.as('one'))
+                .whereRef('q.group_id', '=', 'p.group_id')
+                .whereRef('q.event_key', '=', 'p.event_key')
+                .whereRef('q.seq', '<', 'p.seq'),
+            ),
+          ),
+        )
+        .orderBy('p.seq')
+        .limit(capacity)
+        .execute();
+      for (const row of due) {
+        const seq = Number(row.seq);
+        if (row.body === null || row.topic_id === null) {
+          // Retention removed the event before the group got to it.
+          await trx.deleteFrom('bus_pending').where('group_id', '=', this.group.id).where('seq', '=', seq).execute();
+          continue;
+        }
+        const deliveryId = newDeliveryId();
+        await trx
+          .updateTable('bus_pending')
+          .set({ visible_at: deadline, deliveries: Number(row.deliveries) + 1, delivery_id: deliveryId })
+          .where('group_id', '=', this.group.id)
+          .where('seq', '=', seq)
+          .execute();
+        const topic = await this.topicName(Number(row.topic_id));
+        if (!topic) continue;
+        this.forgetElsewhere(seq);
+        outMeta.push({ seq, deliveryId });
+        out.push(this.delivery(toStored(seq, topic, row.body), Number(row.deliveries) + 1, row.last_error ?? undefined, deliveryId));
+      }
+
+      // 2. New events from the log, tenant by tenant in rotation.
+      let left = capacity - out.length;
+      const tenants = [...topics.keys()];
+      const quantum = Math.max(TENANT_QUANTUM, Math.ceil(left / Math.max(1, tenants.length)));
+      let progressed = true;
+      while (left > 0 && progressed && tenants.length > 0) {
+        progressed = false;
+        for (let i = 0; i < tenants.length && left > 0; i++) {
+          const tenant = tenants[(this.tenantTurn + i) % tenants.length]!;
+          const claimed = await this.claim(trx, tenant, topics.get(tenant)!, Math.min(left, quantum), now, deadline, out, outMeta);
+          if (claimed > 0) progressed = true;
+          left -= claimed;
+        }
+        this.tenantTurn = (this.tenantTurn + 1) % Math.max(1, tenants.length);
+      }
+    });
+
+    // Committed: now hand them out.
+    out.forEach((delivery, i) => {
+      const member = this.pickMember();
+      if (!member) return; // every member left meanwhile: the deadline brings it back
+      member.inFlight.set(outMeta[i]!.seq, outMeta[i]!.deliveryId);
+      try {
+        member.deliver(delivery);
+      } catch (error) {
+        this.logger.error({ err: error, group: this.group.name }, 'bus consumer threw synchronously');
+      }
+    });
+    if (out.length > 0) this.again = true;
+  }
+
+  private async claim(
+    trx: Db,
+    tenant: string,
+    topicIds: readonly number[],
+    limit: number,
+    now: number,
+    deadline: number,
+    out: Delivery[],
+    outMeta: { seq: number; deliveryId: number }[],
+  ): Promise<number> {
+    const cursorRow = await trx.selectFrom('bus_cursors').select('position').where('group_id', '=', this.group.id).where('tenant_id', '=', tenant).executeTakeFirst();
+    const cursor = cursorRow ? Number(cursorRow.position) : this.group.startSeq;
+    const rows = await trx
+      .selectFrom('bus_log_events')
+      .select(['seq', 'topic_id', 'event_key', 'body'])
+      .where('tenant_id', '=', tenant)
+      .where('seq', '>', cursor)
+      .where('topic_id', 'in', topicIds)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    if (rows.length === 0) return 0;
+
+    const keys = [...new Set(rows.map((r) => r.event_key).filter((k): k is string => k !== null))];
+    const busy = new Set<string>();
+    if (keys.length > 0) {
+      const held = await trx.selectFrom('bus_pending').select('event_key').distinct().where('group_id', '=', this.group.id).where('event_key', 'in', keys).execute();
+      for (const h of held) if (h.event_key !== null) busy.add(h.event_key);
+    }
+    const pending = [];
+    let delivered = 0;
+    for (const row of rows) {
+      const seq = Number(row.seq);
+      const key = row.event_key;
+      if (key !== null && busy.has(key)) {
+        pending.push({ group_id: this.group.id, seq, tenant_id: tenant, event_key: key, deliveries: 0, visible_at: 0, delivery_id: 0, last_error: null });
+        continue;
+      }
+      if (key !== null) busy.add(key);
+      const deliveryId = newDeliveryId();
+      pending.push({ group_id: this.group.id, seq, tenant_id: tenant, event_key: key, deliveries: 1, visible_at: deadline, delivery_id: deliveryId, last_error: null });
+      const topic = await this.topicName(Number(row.topic_id));
+      if (topic) {
+        outMeta.push({ seq, deliveryId });
+        out.push(this.delivery(toStored(seq, topic, row.body), 1, undefined, deliveryId));
+        delivered++;
+      }
+    }
+    for (let i = 0; i < pending.length; i += ACK_CHUNK) await trx.insertInto('bus_pending').values(pending.slice(i, i + ACK_CHUNK)).execute();
+
+    const last = Number(rows[rows.length - 1]!.seq);
+    // Compare-and-set: another process sharing this store may have claimed meanwhile.
+    if (cursorRow) {
+      const moved = await trx
+        .updateTable('bus_cursors')
+        .set({ position: last })
+        .where('group_id', '=', this.group.id)
+        .where('tenant_id', '=', tenant)
+        .where('position', '=', cursor)
+        .executeTakeFirst();
+      if (Number(moved.numUpdatedRows) !== 1) throw new CursorMoved();
+    } else {
+      const inserted = await trx
+        .insertInto('bus_cursors')
+        .values({ group_id: this.group.id, tenant_id: tenant, position: last })
+        .onConflict((oc) => oc.columns(['group_id', 'tenant_id']).doNothing())
+        .executeTakeFirst();
+      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) !== 1) throw new CursorMoved();
+    }
+    // Rows that wait behind their key count as handled for this round too.
+    return Math.max(delivered, 1);
+  }
+
+  private pickMember(): Member | undefined {
+    for (let i = 0; i < this.members.length; i++) {
+      const member = this.members[(this.memberTurn + i) % this.members.length]!;
+      if (member.inFlight.size < member.maxInFlight) {
+        this.memberTurn = (this.memberTurn + i + 1) % this.members.length;
+        return member;
+      }
+    }
+    return this.members[0];
+  }
+
+  /** A redelivered event no longer belongs to the member that timed out on it. */
+  private forgetElsewhere(seq: number): void {
+    for (const m of this.members) m.inFlight.delete(seq);
+  }
+
+  private delivery(event: ReturnType<typeof toStored>, deliveries: number, lastError: string | undefined, deliveryId: number): Delivery {
+    let settled = false;
+    return {
+      event,
+      deliveries,
+      lastError,
+      ack: () => {
+        if (settled) return Promise.resolve();
+        settled = true;
+        this.release(event.seq, deliveryId);
+        return this.queueAck(event.seq, deliveryId);
+      },
+      nack: (delayMs: number, reason: string) => {
+        if (settled) return Promise.resolve();
+        settled = true;
+        this.release(event.seq, deliveryId);
+        return this.db
+          .updateTable('bus_pending')
+          .set({ visible_at: this.clock.now() + Math.max(0, delayMs), last_error: reason.slice(0, 2000) })
+          .where('group_id', '=', this.group.id)
+          .where('seq', '=', event.seq)
+          .where('delivery_id', '=', deliveryId)
+          .execute()
+          .then(() => this.schedule());
+      },
+    };
+  }
+
+  private release(seq: number, deliveryId: number): void {
+    for (const m of this.members) if (m.inFlight.get(seq) === deliveryId) m.inFlight.delete(seq);
+  }
+
+  private queueAck(seq: number, deliveryId: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.acks.push({ seq, deliveryId, resolve, reject });
+      if (!this.ackFlushing) {
+        this.ackFlushing = true;
+        setImmediate(() => void this.flushAcks());
+      }
+    });
+  }
+
+  /** Acks share transactions like appends do: one commit for every ack queued meanwhile. */
+  private async flushAcks(): Promise<void> {
+    while (this.acks.length > 0) {
+      const batch = this.acks.splice(0, this.acks.length);
+      try {
+        await this.db.transaction().execute(async (trx) => {
+          for (let i = 0; i < batch.length; i += ACK_CHUNK) {
+            const chunk = batch.slice(i, i + ACK_CHUNK);
+            await trx
+              .deleteFrom('bus_pending')
+              .where('group_id', '=', this.group.id)
+              .where((eb) => eb.or(chunk.map((a) => eb.and([eb('seq', '=', a.seq), eb('delivery_id', '=', a.deliveryId)]))))
+              .execute();
+          }
+        });
+        for (const a of batch) a.resolve();
+      } catch (error) {
+        for (const a of batch) a.reject(error);
+      }
+      this.schedule();
+    }
+    this.ackFlushing = false;
+  }
+
+  private async matchingTopics(): Promise<Map<string, number[]>> {
+    if (this.topicsByTenant) return this.topicsByTenant;
+    const all = await this.log.topics(this.group.tenant);
+    const byTenant = new Map<string, number[]>();
+    for (const t of all) {
+      if (!this.covers(t)) continue;
+      this.topicNames.set(t.id, t);
+      const list = byTenant.get(t.tenant) ?? [];
+      list.push(t.id);
+      byTenant.set(t.tenant, list);
+    }
+    this.topicsByTenant = byTenant;
+    return byTenant;
+  }
+
+  private async topicName(id: number): Promise<LogTopic | undefined> {
+    return this.topicNames.get(id) ?? (await this.log.topicById(id));
+  }
+}
+
+function newDeliveryId(): number {
+  return randomInt(1, 2 ** 47);
+}

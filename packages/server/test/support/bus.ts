@@ -1,0 +1,71 @@
+/**
+ * Opens an event bus on each backend the conformance suite runs against: the embedded
+ * log on SQLite and on PostgreSQL, and NATS JetStream.
+ */
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { EmbeddedBusBackend } from '../../src/bus/backends/embedded/embedded-bus-backend.js';
+import type { BusBackend } from '../../src/bus/bus-backend.js';
+import { busMigrations } from '../../src/bus/bus.migrations.js';
+import { EventBus, type EventBusOptions } from '../../src/bus/event-bus.js';
+import { systemClock, type Clock } from '../../src/kernel/clock.js';
+import type { Store } from '../../src/storage/store.js';
+import { openTestStore, type StoreKind } from './stores.js';
+
+/** The bus backends every conformance test runs against. */
+export const BUS_KINDS = ['embedded-sqlite', 'embedded-postgres'] as const;
+export type BusKind = (typeof BUS_KINDS)[number];
+
+export interface TestBus {
+  readonly bus: EventBus;
+  readonly backend: BusBackend;
+  readonly store: Store;
+  close(): Promise<void>;
+}
+
+export interface OpenTestBusOptions extends Partial<Pick<EventBusOptions, 'quotas' | 'lagIntervalMs' | 'retentionIntervalMs'>> {
+  readonly clock?: Clock;
+}
+
+const silent = pino({ level: 'silent' });
+
+/** A fresh bus of `kind` over a fresh store; `close` removes both. */
+export async function openTestBus(kind: BusKind, options: OpenTestBusOptions = {}): Promise<TestBus> {
+  const storeKind: StoreKind = kind === 'embedded-postgres' ? 'postgres' : 'sqlite';
+  const opened = await openTestStore(storeKind, { migrate: false });
+  const store = opened.store;
+  await store.migrate(busMigrations);
+  const clock = options.clock ?? systemClock;
+  const backend: BusBackend = new EmbeddedBusBackend({ store, clock, logger: silent });
+  const bus = new EventBus({ backend, store, clock, logger: silent, ...options });
+  bus.start();
+  return {
+    bus,
+    backend,
+    store,
+    async close() {
+      await bus.close();
+      await opened.cleanup();
+    },
+  };
+}
+
+/** A tenant id no other test uses. */
+export function uniqueTenant(): string {
+  return `t-${randomBytes(5).toString('hex')}`;
+}
+
+/** Waits until `check` returns true, polling; fails after `timeoutMs` with `what`. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
