@@ -4,6 +4,7 @@ import type { Clock } from '../kernel/index.js';
 import type { Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
 import { EmbeddedBusBackend } from './backends/embedded/embedded-bus-backend.js';
+import { connectNatsBusBackend } from './backends/nats/nats-bus-backend.js';
 import type { BusBackend } from './bus-backend.js';
 import { EventBus } from './event-bus.js';
 
@@ -33,5 +34,7 @@ export async function createEventBus(options: CreateEventBusOptions): Promise<Ev
 }
 
 function openBackend(options: CreateEventBusOptions): Promise<BusBackend> {
-  return Promise.resolve(new EmbeddedBusBackend({ store: options.store, clock: options.clock, logger: options.logger }));
+  const { config, store, clock, logger } = options;
+  if (config.url) return connectNatsBusBackend({ url: config.url, clock, logger });
+  return Promise.resolve(new EmbeddedBusBackend({ store, clock, logger }));
 }

@@ -5,6 +5,7 @@
 export { EventBus, type EventBusOptions, type PublishItem, type PublishOptions, type SubscribeOptions, type DeliveryContext, type EventHandler } from './event-bus.js';
 export type { BusBackend, BusCapabilities, ConsumerHandle, Delivery, GroupRef, GroupSpec, GroupState, NewEvent, Position, StoredEvent, TenantLag } from './bus-backend.js';
 export { EmbeddedBusBackend } from './backends/embedded/embedded-bus-backend.js';
+export { NatsBusBackend, connectNatsBusBackend } from './backends/nats/nats-bus-backend.js';
 export { busMigrations, type BusTables } from './bus.migrations.js';
 export { parseTopicFilter, formatTopicFilter, globFilter, regexFilter, topicFilter, type TopicFilter } from './topic-filter.js';
 export type { BusQuotas } from './tenant-quotas.js';

@@ -1,3 +1,3 @@
 /** Small primitives every feature shares: time, ids, random tokens. */
 export { type Clock, systemClock, ManualClock, epochSeconds, isoTime } from './clock.js';
-export { newId, randomToken, sha256Hex, safeEqual } from './ids.js';
+export { newId, pooledRandom, randomToken, sha256Hex, safeEqual } from './ids.js';

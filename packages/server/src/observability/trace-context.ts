@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { pooledRandom } from '../kernel/index.js';
 
 /**
  * W3C Trace Context (https://www.w3.org/TR/trace-context/): a request continues the
@@ -29,9 +29,9 @@ export function parseTraceparent(header: string | undefined): Omit<TraceContext,
 /** Continues the caller's trace or starts a new one, with a fresh span id. */
 export function startSpan(traceparent: string | undefined): TraceContext {
   const parent = parseTraceparent(traceparent);
-  const spanId = randomBytes(8).toString('hex');
+  const spanId = pooledRandom(8).toString('hex');
   if (parent) return { ...parent, spanId };
-  return { traceId: randomBytes(16).toString('hex'), spanId, parentSpanId: undefined, sampled: true };
+  return { traceId: pooledRandom(16).toString('hex'), spanId, parentSpanId: undefined, sampled: true };
 }
 
 /** The `traceparent` header to send downstream for this span. */

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { EmbeddedBusBackend } from '../../src/bus/backends/embedded/embedded-bus-backend.js';
+import { connectNatsBusBackend, type NatsBusBackend } from '../../src/bus/backends/nats/nats-bus-backend.js';
 import type { BusBackend } from '../../src/bus/bus-backend.js';
 import { busMigrations } from '../../src/bus/bus.migrations.js';
 import { EventBus, type EventBusOptions } from '../../src/bus/event-bus.js';
@@ -13,7 +14,7 @@ import type { Store } from '../../src/storage/store.js';
 import { openTestStore, type StoreKind } from './stores.js';
 
 /** The bus backends every conformance test runs against. */
-export const BUS_KINDS = ['embedded-sqlite', 'embedded-postgres'] as const;
+export const BUS_KINDS = ['embedded-sqlite', 'embedded-postgres', 'nats'] as const;
 export type BusKind = (typeof BUS_KINDS)[number];
 
 export interface TestBus {
@@ -29,6 +30,9 @@ export interface OpenTestBusOptions extends Partial<Pick<EventBusOptions, 'quota
 
 const silent = pino({ level: 'silent' });
 
+/** Where the NATS tests connect. */
+export const TEST_NATS_URL = process.env.FLOWGATE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
+
 /** A fresh bus of `kind` over a fresh store; `close` removes both. */
 export async function openTestBus(kind: BusKind, options: OpenTestBusOptions = {}): Promise<TestBus> {
   const storeKind: StoreKind = kind === 'embedded-postgres' ? 'postgres' : 'sqlite';
@@ -36,7 +40,11 @@ export async function openTestBus(kind: BusKind, options: OpenTestBusOptions = {
   const store = opened.store;
   await store.migrate(busMigrations);
   const clock = options.clock ?? systemClock;
-  const backend: BusBackend = new EmbeddedBusBackend({ store, clock, logger: silent });
+  let nats: NatsBusBackend | undefined;
+  const backend: BusBackend =
+    kind === 'nats'
+      ? (nats = await connectNatsBusBackend({ url: TEST_NATS_URL, clock, logger: silent, prefix: `t${randomBytes(4).toString('hex')}` }))
+      : new EmbeddedBusBackend({ store, clock, logger: silent });
   const bus = new EventBus({ backend, store, clock, logger: silent, ...options });
   bus.start();
   return {
@@ -44,8 +52,12 @@ export async function openTestBus(kind: BusKind, options: OpenTestBusOptions = {
     backend,
     store,
     async close() {
-      await bus.close();
-      await opened.cleanup();
+      try {
+        await nats?.destroyAll();
+      } finally {
+        await bus.close();
+        await opened.cleanup();
+      }
     },
   };
 }

@@ -82,6 +82,10 @@ export class EmbeddedBusBackend implements BusBackend {
     const group = await this.ensureGroup(spec);
     let dispatcher = this.dispatchers.get(group.id);
     if (!dispatcher) {
+      // One process owns the embedded groups: whatever is marked as delivered when this
+      // process first joins was held by a process that died, so it is due again now
+      // rather than at its ack deadline.
+      await this.db.updateTable('bus_pending').set({ visible_at: 0 }).where('group_id', '=', group.id).where('deliveries', '>', 0).execute();
       dispatcher = new GroupDispatcher(this.db, this.log, group, spec.ackTimeoutMs, this.options.clock, this.options.logger);
       this.dispatchers.set(group.id, dispatcher);
     }

@@ -109,7 +109,10 @@ export class EventLog {
   private async write(trx: Db, events: readonly NewEvent[], cacheNewTopics: boolean): Promise<StoredEvent[]> {
     await this.store.lockTransaction(trx as unknown as Kysely<unknown>, APPEND_LOCK);
     const topicIds: number[] = [];
-    for (const e of events) topicIds.push((await this.topicFor(trx, e.tenant, e.topic, cacheNewTopics)).id);
+    for (const e of events) {
+      const known = this.byKey.get(topicKey(e.tenant, e.topic));
+      topicIds.push(known ? known.id : (await this.topicFor(trx, e.tenant, e.topic, cacheNewTopics)).id);
+    }
     const stored: StoredEvent[] = [];
     for (let start = 0; start < events.length; start += INSERT_CHUNK) {
       const chunk = events.slice(start, start + INSERT_CHUNK);
