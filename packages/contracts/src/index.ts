@@ -6,3 +6,4 @@ export * from './errors.js';
 export * from './scopes.js';
 export * from './api.schemas.js';
 export * from './events.js';
+export * from './bus.schemas.js';

@@ -7,6 +7,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { VERSION } from '../version.js';
 import { createAccount, createTenant, listAccounts, listTenants, rotateKeys, token, whoami, type PageOptions } from './admin-commands.js';
 import { clientContext, DEFAULT_URL, type ClientOptions } from './auth.js';
+import { registerBusCommands } from './bus-commands.js';
 import { CliError, type CliIo } from './io.js';
 import { DEFAULT_LOGIN_TIMEOUT_MS, login, logout } from './login.js';
 import { migrate, start } from './server-commands.js';
@@ -95,6 +96,8 @@ $FLOWGATE_CLIENT_ID/$FLOWGATE_CLIENT_SECRET); else from the sign-in saved by "fl
 
   const keys = program.command('keys').description('token signing keys (platform administrators)');
   client(keys, 'rotate', 'make a new signing key; old ones stay published until their tokens expire', (ctx) => rotateKeys(ctx));
+
+  registerBusCommands(program, client);
 
   return program;
 }

@@ -25,6 +25,9 @@ const MALFORMED = ['{', '{"id": ', 'not json', '{"a": 1,}', "{'single': 'quotes'
  */
 const VALID_BODIES: Record<string, Record<string, unknown>> = {
   'POST /api/v1/tenants': { id: 'valid-tenant' },
+  'POST /api/v1/topics/{topic}/events': { payload: { n: 1 } },
+  'PUT /api/v1/topics/{topic}': { retention: { maxAgeMs: 60000 } },
+  'POST /api/v1/consumer-groups/{group}/seek': { to: 'earliest' },
   'POST /api/v1/service-accounts': { name: 'valid-account', scopes: ['forms:read'] },
   'POST /api/v1/users': { username: 'valid-user', password: 'a long enough password', role: 'viewer' },
   'PATCH /api/v1/users/{id}': { display_name: 'Valid Name' },
