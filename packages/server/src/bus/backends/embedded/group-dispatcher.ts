@@ -37,6 +37,8 @@ interface QueuedAck {
 const TENANT_QUANTUM = 64;
 /** Longest sleep between passes: catches events committed by other connections. */
 const POLL_MS = 1000;
+/** How long a pass may wait for more room before claiming a small batch. */
+const BATCH_WAIT_MS = 20;
 /** Acks per DELETE statement. */
 const ACK_CHUNK = 200;
 
@@ -67,6 +69,7 @@ export class GroupDispatcher {
   private readonly acks: QueuedAck[] = [];
   private ackFlushing = false;
   private closed = false;
+  private lastPassAt = 0;
 
   constructor(
     private readonly db: Db,
@@ -193,6 +196,14 @@ export class GroupDispatcher {
   private async pass(): Promise<void> {
     const capacity = this.freeCapacity();
     if (capacity === 0) return;
+    // Each pass is one commit (an fsync). While deliveries are still out, wait (briefly)
+    // until an eighth of the room is free, so a busy group claims in batches rather than
+    // one event per commit; the acks in flight call the next pass, the timer the one after.
+    const room = this.members.reduce((sum, m) => sum + m.maxInFlight, 0);
+    const held = this.members.reduce((sum, m) => sum + m.inFlight.size, 0);
+    const now0 = this.clock.now();
+    if (held > 0 && capacity < Math.ceil(room / 8) && now0 - this.lastPassAt < BATCH_WAIT_MS) return;
+    this.lastPassAt = now0;
     const topics = await this.matchingTopics();
     const now = this.clock.now();
     const deadline = now + this.ackTimeoutMs;
