@@ -9,8 +9,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from '../support/bus.js';
+import { connectNatsBusBackend } from '../../src/bus/backends/nats/nats-bus-backend.js';
+import { systemClock } from '../../src/kernel/clock.js';
+import { TEST_NATS_URL, waitFor } from '../support/bus.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/crash-worker.mjs', import.meta.url));
 const TOTAL = 100_000;
@@ -25,8 +29,11 @@ function lines(dir: string, name: string): number[] {
     : [];
 }
 
-function start(dir: string, run: number): { child: ChildProcess; exit: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, [WORKER, dir, String(TOTAL), String(run)], { stdio: ['ignore', 'pipe', 'pipe'] });
+type Kind = 'embedded' | 'nats';
+
+function start(dir: string, run: number, kind: Kind, prefix: string): { child: ChildProcess; exit: Promise<number | null>; output: () => string } {
+  const args = [WORKER, dir, String(TOTAL), String(run), kind, TEST_NATS_URL, prefix];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
@@ -34,16 +41,22 @@ function start(dir: string, run: number): { child: ChildProcess; exit: Promise<n
   return { child, exit, output: () => output };
 }
 
-describe('the embedded bus across kill -9', () => {
+describe.each(['embedded', 'nats'] as const)('the %s bus across kill -9', (kind) => {
   let dir: string | undefined;
+  const prefix = `k${randomBytes(4).toString('hex')}`;
   afterEach(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
+    if (kind === 'nats') {
+      const backend = await connectNatsBusBackend({ url: TEST_NATS_URL, clock: systemClock, logger: pino({ level: 'silent' }), prefix });
+      await backend.destroyAll();
+      await backend.close();
+    }
   });
 
-  it('loses no acknowledged event and redelivers only what was not acked', { timeout: 240_000 }, async () => {
+  it('loses no acknowledged event and redelivers only what was not acked', { timeout: 300_000 }, async () => {
     dir = await mkdtemp(join(tmpdir(), 'flowgate-crash-'));
     const workDir = dir;
-    const first = start(workDir, 1);
+    const first = start(workDir, 1, kind, prefix);
     // Kill it mid-run: with publishing and consuming both well under way.
     await waitFor(
       'the first run to be well under way',
@@ -58,8 +71,8 @@ describe('the embedded bus across kill -9', () => {
     const acked1 = new Set(lines(workDir, 'acked-1.log'));
     expect(published1.size).toBeLessThan(TOTAL);
 
-    const second = start(workDir, 2);
-    const stuck = setTimeout(() => second.child.kill('SIGKILL'), 150_000);
+    const second = start(workDir, 2, kind, prefix);
+    const stuck = setTimeout(() => second.child.kill('SIGKILL'), 200_000);
     const code = await second.exit;
     clearTimeout(stuck);
     expect(second.output()).toContain('complete');
@@ -80,6 +93,6 @@ describe('the embedded bus across kill -9', () => {
     const inFlightAtKill = handled1.filter((n) => !acked1.has(n)).length;
     expect(duplicates).toBeLessThanOrEqual(inFlightAtKill);
     // Counted, for the reader of the test log.
-    process.stdout.write(`kill -9 run: ${published1.size} publishes acked before the kill, ${acked1.size} consumes acked, ${duplicates} redelivered (of ${inFlightAtKill} in flight)\n`);
+    process.stdout.write(`kill -9 run (${kind}): ${published1.size} publishes acked before the kill, ${acked1.size} consumes acked, ${duplicates} redelivered (of ${inFlightAtKill} in flight)\n`);
   });
 });
