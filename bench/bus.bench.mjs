@@ -111,6 +111,18 @@ async function flowgateRun(label, makeBackend, store) {
   );
   const publishPerSec = EVENTS / ((performance.now() - t0) / 1000);
 
+  // 1b. Drain: a new group consumes (and acks) that backlog.
+  t0 = performance.now();
+  let drained = 0;
+  let drainedAll;
+  const drainDone = new Promise((resolve) => (drainedAll = resolve));
+  const drain = await bus.subscribe({ tenant, group: 'drain', filter: 'load', maxInFlight: 1024 }, () => {
+    if (++drained === EVENTS) drainedAll();
+  });
+  await drainDone;
+  const drainPerSec = EVENTS / ((performance.now() - t0) / 1000);
+  await drain.close();
+
   // 2. End to end: a new group drains what was published and more published meanwhile.
   t0 = performance.now();
   let consumed = 0;
@@ -157,7 +169,7 @@ async function flowgateRun(label, makeBackend, store) {
   await lat.close();
   await bus.close();
   latencies.sort((a, b) => a - b);
-  return { label, publishPerSec, endToEndPerSec, latencyP50Ms: percentile(latencies, 50), latencyP99Ms: percentile(latencies, 99), latencySamples: latencies.length };
+  return { label, publishPerSec, drainPerSec, endToEndPerSec, latencyP50Ms: percentile(latencies, 50), latencyP99Ms: percentile(latencies, 99), latencySamples: latencies.length };
 }
 
 const sqlite = rawSqlite();
@@ -196,15 +208,16 @@ if (nats && typeof busIndex.connectNatsBusBackend === 'function') {
 
 // --- Report ---------------------------------------------------------------------------
 const fmt = (v, d = 0) => (v === null || v === undefined ? '—' : v.toFixed(d));
-const table = [['backend', 'publish ev/s', 'vs ceiling', 'end-to-end ev/s', 'vs ceiling', 'p50 ms', 'p99 ms']];
-table.push(['embedded (SQLite)', fmt(embedded.publishPerSec), `${fmt(embedded.publishPerSec / sqlite.rowsPerSec, 2)}× raw sqlite`, fmt(embedded.endToEndPerSec), '', fmt(embedded.latencyP50Ms, 2), fmt(embedded.latencyP99Ms, 2)]);
+const table = [['backend', 'publish ev/s', 'vs ceiling', 'drain ev/s', 'end-to-end ev/s', 'vs ceiling', 'p50 ms', 'p99 ms']];
+table.push(['embedded (SQLite)', fmt(embedded.publishPerSec), `${fmt(embedded.publishPerSec / sqlite.rowsPerSec, 2)}× raw sqlite`, fmt(embedded.drainPerSec), fmt(embedded.endToEndPerSec), '', fmt(embedded.latencyP50Ms, 2), fmt(embedded.latencyP99Ms, 2)]);
 if (results.rows.nats) {
   const r = results.rows.nats;
-  table.push(['NATS JetStream', fmt(r.publishPerSec), `${fmt(r.publishPerSec / nats.publishPerSec, 2)}× raw nats.js`, fmt(r.endToEndPerSec), `${fmt(r.endToEndPerSec / Math.min(nats.publishPerSec, nats.consumePerSec), 2)}× raw`, fmt(r.latencyP50Ms, 2), fmt(r.latencyP99Ms, 2)]);
+  table.push(['NATS JetStream', fmt(r.publishPerSec), `${fmt(r.publishPerSec / nats.publishPerSec, 2)}× raw nats.js`, fmt(r.drainPerSec), fmt(r.endToEndPerSec), `${fmt(r.endToEndPerSec / Math.min(nats.publishPerSec, nats.consumePerSec), 2)}× raw`, fmt(r.latencyP50Ms, 2), fmt(r.latencyP99Ms, 2)]);
 }
 results.ratios = {
   embeddedPublishVsRawSqliteRows: embedded.publishPerSec / sqlite.rowsPerSec,
   embeddedPublishVsRawSqliteCommits: embedded.publishPerSec / sqlite.commitsPerSec,
+  ...(nats ? { natsDrainVsRawNatsConsume: results.rows.nats ? results.rows.nats.drainPerSec / nats.consumePerSec : undefined } : {}),
   ...(results.rows.nats && nats ? { natsPublishVsRawNats: results.rows.nats.publishPerSec / nats.publishPerSec } : {}),
 };
 const widths = table[0].map((_, i) => Math.max(...table.map((r) => String(r[i]).length)));

@@ -67,7 +67,8 @@ export class GroupDispatcher {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly acks: QueuedAck[] = [];
-  private ackFlushing = false;
+  /** The ack flush under way, if any. */
+  private ackFlush: Promise<void> | undefined;
   private closed = false;
   private lastPassAt = 0;
 
@@ -124,6 +125,8 @@ export class GroupDispatcher {
     const index = this.members.indexOf(member);
     if (index < 0) return;
     this.members.splice(index, 1);
+    // Acks already given must reach the store before the caller closes it.
+    while (this.ackFlush) await this.ackFlush;
     // What this member held goes back to the group now, not at its ack deadline.
     const held = [...member.inFlight];
     member.inFlight.clear();
@@ -409,10 +412,7 @@ export class GroupDispatcher {
   private queueAck(seq: number, deliveryId: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.acks.push({ seq, deliveryId, resolve, reject });
-      if (!this.ackFlushing) {
-        this.ackFlushing = true;
-        setImmediate(() => void this.flushAcks());
-      }
+      this.ackFlush ??= new Promise<void>((done) => setImmediate(() => void this.flushAcks().finally(done)));
     });
   }
 
@@ -437,7 +437,7 @@ export class GroupDispatcher {
       }
       this.schedule();
     }
-    this.ackFlushing = false;
+    this.ackFlush = undefined;
   }
 
   private async matchingTopics(): Promise<Map<string, number[]>> {
