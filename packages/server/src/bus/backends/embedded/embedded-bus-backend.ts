@@ -82,10 +82,11 @@ export class EmbeddedBusBackend implements BusBackend {
     const group = await this.ensureGroup(spec);
     let dispatcher = this.dispatchers.get(group.id);
     if (!dispatcher) {
-      // One process owns the embedded groups: whatever is marked as delivered when this
-      // process first joins was held by a process that died, so it is due again now
-      // rather than at its ack deadline.
-      await this.db.updateTable('bus_pending').set({ visible_at: 0 }).where('group_id', '=', group.id).where('deliveries', '>', 0).execute();
+      // One process owns the embedded groups: a delivery still out when this process
+      // first joins was held by a process that died, so it is due again now rather than
+      // at its ack deadline. (Nacked events wait for their delay: they have no delivery
+      // out, delivery_id 0.)
+      await this.db.updateTable('bus_pending').set({ visible_at: 0 }).where('group_id', '=', group.id).where('delivery_id', '<>', 0).execute();
       dispatcher = new GroupDispatcher(this.db, this.log, group, spec.ackTimeoutMs, this.options.clock, this.options.logger);
       this.dispatchers.set(group.id, dispatcher);
     }
@@ -215,7 +216,17 @@ export class EmbeddedBusBackend implements BusBackend {
       const cursors = new Map((await this.db.selectFrom('bus_cursors').select(['tenant_id', 'position']).where('group_id', '=', group.id).execute()).map((c) => [c.tenant_id, Number(c.position)]));
       const pendingRows = await this.db
         .selectFrom('bus_pending')
-        .select(['tenant_id', (eb) => eb.fn.countAll<number>().as('all'), (eb) => eb.fn.sum<number>(eb.case().when('visible_at', '>', now).then(1).else(0).end()).as('flying')])
+        .select(['tenant_id', (eb) => eb.fn.countAll<number>().as('all'), (eb) =>
+            eb.fn
+              .sum<number>(
+                eb
+                  .case()
+                  .when(eb.and([eb('visible_at', '>', now), eb('delivery_id', '<>', 0)]))
+                  .then(1)
+                  .else(0)
+                  .end(),
+              )
+              .as('flying')])
         .where('group_id', '=', group.id)
         .groupBy('tenant_id')
         .execute();

@@ -395,7 +395,8 @@ export class GroupDispatcher {
         this.release(event.seq, deliveryId);
         return this.db
           .updateTable('bus_pending')
-          .set({ visible_at: this.clock.now() + Math.max(0, delayMs), last_error: reason.slice(0, 2000) })
+          // delivery_id 0: no delivery is out until the retry hands out a new one.
+          .set({ visible_at: this.clock.now() + Math.max(0, delayMs), last_error: reason.slice(0, 2000), delivery_id: 0 })
           .where('group_id', '=', this.group.id)
           .where('seq', '=', event.seq)
           .where('delivery_id', '=', deliveryId)
