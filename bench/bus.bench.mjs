@@ -39,6 +39,18 @@ function percentile(sorted, p) {
   return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/** EVENTS publishes from PUBLISHERS publishers, each keeping WINDOW of them in flight. */
+async function publishWindowed(publishOne) {
+  const mine = EVENTS / PUBLISHERS;
+  await Promise.all(
+    Array.from({ length: PUBLISHERS }, async () => {
+      for (let i = 0; i < mine; i += WINDOW) {
+        await Promise.all(Array.from({ length: Math.min(WINDOW, mine - i) }, publishOne));
+      }
+    }),
+  );
+}
+
 // --- Ceilings -------------------------------------------------------------------------
 function rawSqlite() {
   const db = new Database(join(tmp, 'raw.db'));
@@ -71,13 +83,7 @@ async function rawNats() {
   const js = jetstream(nc);
   const data = new TextEncoder().encode(JSON.stringify({ id: randomBytes(16).toString('hex'), payload: PAYLOAD }));
   let t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: PUBLISHERS }, async () => {
-      for (let i = 0; i < EVENTS / PUBLISHERS; i += WINDOW) {
-        await Promise.all(Array.from({ length: Math.min(WINDOW, EVENTS / PUBLISHERS - i) }, () => js.publish(`${name}.load`, data)));
-      }
-    }),
-  );
+  await publishWindowed(() => js.publish(`${name}.load`, data));
   const publishPerSec = EVENTS / ((performance.now() - t0) / 1000);
   await jsm.consumers.add(name, { durable_name: 'bench', ack_policy: AckPolicy.Explicit });
   const consumer = await js.consumers.get(name, 'bench');
@@ -101,14 +107,7 @@ async function flowgateRun(label, makeBackend, store) {
 
   // 1. Durable publish, 8 publishers each keeping WINDOW publishes in flight.
   let t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: PUBLISHERS }, async () => {
-      const mine = EVENTS / PUBLISHERS;
-      for (let i = 0; i < mine; i += WINDOW) {
-        await Promise.all(Array.from({ length: Math.min(WINDOW, mine - i) }, () => bus.publish(tenant, { topic: 'load', payload: PAYLOAD })));
-      }
-    }),
-  );
+  await publishWindowed(() => bus.publish(tenant, { topic: 'load', payload: PAYLOAD }));
   const publishPerSec = EVENTS / ((performance.now() - t0) / 1000);
 
   // 1b. Drain: a new group consumes (and acks) that backlog.
@@ -131,14 +130,7 @@ async function flowgateRun(label, makeBackend, store) {
   const sub = await bus.subscribe({ tenant, group: 'e2e', filter: 'e2e', maxInFlight: 1024 }, () => {
     if (++consumed === EVENTS) done();
   });
-  await Promise.all(
-    Array.from({ length: PUBLISHERS }, async () => {
-      const mine = EVENTS / PUBLISHERS;
-      for (let i = 0; i < mine; i += WINDOW) {
-        await Promise.all(Array.from({ length: Math.min(WINDOW, mine - i) }, () => bus.publish(tenant, { topic: 'e2e', payload: PAYLOAD })));
-      }
-    }),
-  );
+  await publishWindowed(() => bus.publish(tenant, { topic: 'e2e', payload: PAYLOAD }));
   await finished;
   const endToEndPerSec = EVENTS / ((performance.now() - t0) / 1000);
   await sub.close();

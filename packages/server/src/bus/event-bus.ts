@@ -146,6 +146,8 @@ export class EventBus {
     const traceparent = formatTraceparent(startSpan(options.traceparent));
     const createdAt = isoTime(this.options.clock.now());
     const events: NewEvent[] = [];
+    // One schema lookup per topic of the batch, not per event: this is the publish path.
+    const schemas = new Map<string, Awaited<ReturnType<TopicRegistry['validatorFor']>>>();
     for (const [index, item] of items.entries()) {
       const where = items.length > 1 ? ` (event ${index})` : '';
       if (!isTopicName(item.topic)) throw new FlowgateError('FLOWGATE_ERR_BUS_INVALID_TOPIC', `"${item.topic}" is not a topic name${where}: use lower-case dot-separated segments such as orders.created.`);
@@ -155,7 +157,8 @@ export class EventBus {
       }
       // Inside a transaction, read through it: SQLite has one connection, which the
       // transaction holds until it ends.
-      const schema = await this.topics.validatorFor(tenant, item.topic, options.tx);
+      if (!schemas.has(item.topic)) schemas.set(item.topic, await this.topics.validatorFor(tenant, item.topic, options.tx));
+      const schema = schemas.get(item.topic);
       if (schema) {
         const problems = schema.validate(item.payload);
         if (problems.length > 0) {

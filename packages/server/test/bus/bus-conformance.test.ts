@@ -8,19 +8,9 @@ import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConsumerHandle } from '../../src/bus/bus-backend.js';
 import type { DeliveryContext } from '../../src/bus/event-bus.js';
-import { FlowgateError } from '../../src/errors/flowgate-error.js';
-import { BUS_KINDS, openTestBus, sleep, uniqueTenant, waitFor, type TestBus } from '../support/bus.js';
+import { BUS_KINDS, openTestBus, rejection, sleep, uniqueTenant, waitFor, type TestBus } from '../support/bus.js';
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-async function rejection(promise: Promise<unknown>): Promise<FlowgateError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(FlowgateError);
-  return error as FlowgateError;
-}
 
 describe.each(BUS_KINDS)('event bus on %s', (kind) => {
   let t: TestBus;

@@ -10,9 +10,8 @@ import type { EventEnvelope } from '@flowgate/contracts';
 import { connectNatsBusBackend, type NatsBusBackend } from '../../src/bus/backends/nats/nats-bus-backend.js';
 import type { ConsumerHandle, Delivery, GroupSpec, StoredEvent } from '../../src/bus/bus-backend.js';
 import { globFilter, regexFilter, topicFilter } from '../../src/bus/topic-filter.js';
-import { FlowgateError } from '../../src/errors/flowgate-error.js';
 import { systemClock } from '../../src/kernel/clock.js';
-import { sleep, uniqueTenant, waitFor } from '../support/bus.js';
+import { rejection, sleep, uniqueTenant, waitFor } from '../support/bus.js';
 
 const NATS_URL = process.env.FLOWGATE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 const silent = pino({ level: 'silent' });
@@ -67,15 +66,6 @@ async function join(group: GroupSpec, onDelivery?: (d: Delivery) => void) {
 }
 
 const payloadOf = (d: Delivery | StoredEvent) => ('event' in d ? d.event : d).envelope.payload as number;
-
-async function rejection(promise: Promise<unknown>): Promise<FlowgateError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(FlowgateError);
-  return error as FlowgateError;
-}
 
 describe('NATS bus backend', () => {
   it('appends and reads a topic back in order, from a position', async () => {

@@ -4,10 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
+import { expect } from 'vitest';
 import { EmbeddedBusBackend } from '../../src/bus/backends/embedded/embedded-bus-backend.js';
 import { connectNatsBusBackend, type NatsBusBackend } from '../../src/bus/backends/nats/nats-bus-backend.js';
 import type { BusBackend } from '../../src/bus/bus-backend.js';
 import { busMigrations } from '../../src/bus/bus.migrations.js';
+import { FlowgateError } from '../../src/errors/flowgate-error.js';
 import { EventBus, type EventBusOptions } from '../../src/bus/event-bus.js';
 import { systemClock, type Clock } from '../../src/kernel/clock.js';
 import type { Store } from '../../src/storage/store.js';
@@ -80,4 +82,14 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Awaits a promise that must reject with a {@link FlowgateError}, and returns the error. */
+export async function rejection(promise: Promise<unknown>): Promise<FlowgateError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(FlowgateError);
+  return error as FlowgateError;
 }
