@@ -1,6 +1,6 @@
 import type { EventEnvelope } from '@flowgate/contracts';
 import { sql, type Kysely } from 'kysely';
-import type { Store } from '../../../storage/index.js';
+import type { NativeConnection, Store } from '../../../storage/index.js';
 import type { BusTables } from '../../bus.migrations.js';
 import type { NewEvent, Position, ReadQuery, Retention, StoredEvent, TopicRef, TrimResult } from '../../bus-backend.js';
 
@@ -76,7 +76,7 @@ export class EventLog {
    * connection makes them wait for the commit).
    */
   async appendInTransaction(trx: Kysely<unknown>, events: readonly NewEvent[]): Promise<StoredEvent[]> {
-    const stored = await this.write(trx as unknown as Db, events, false);
+    const stored = await this.write(trx as unknown as Db, events, []);
     setImmediate(() => this.announce(stored));
     return stored;
   }
@@ -92,7 +92,14 @@ export class EventLog {
       }
       try {
         const all = batch.flatMap((b) => b.events);
-        const stored = await this.db.transaction().execute((trx) => this.write(trx, all, true));
+        const native = this.store.native;
+        const created: LogTopic[] = [];
+        const stored = native
+          ? await native.exclusive((connection) => connection.transaction(() => this.writeNative(connection, all, created)))
+          : await this.db.transaction().execute((trx) => this.write(trx, all, created));
+        // Only ids known to be committed are remembered: a rolled-back topic's id is
+        // handed out again.
+        for (const topic of created) this.remember(topic);
         let offset = 0;
         for (const b of batch) {
           b.resolve(stored.slice(offset, offset + b.events.length));
@@ -106,33 +113,51 @@ export class EventLog {
     this.flushing = false;
   }
 
-  private async write(trx: Db, events: readonly NewEvent[], cacheNewTopics: boolean): Promise<StoredEvent[]> {
+  /** Writes `events` in `trx`; topics it creates are added to `created`. */
+  private async write(trx: Db, events: readonly NewEvent[], created: LogTopic[]): Promise<StoredEvent[]> {
     await this.store.lockTransaction(trx as unknown as Kysely<unknown>, APPEND_LOCK);
     const topicIds: number[] = [];
     for (const e of events) {
-      const known = this.byKey.get(topicKey(e.tenant, e.topic));
-      topicIds.push(known ? known.id : (await this.topicFor(trx, e.tenant, e.topic, cacheNewTopics)).id);
+      const known = this.byKey.get(topicKey(e.tenant, e.topic)) ?? created.find((t) => t.tenant === e.tenant && t.name === e.topic);
+      topicIds.push(known ? known.id : (await this.createTopic(trx, e.tenant, e.topic, created)).id);
     }
     const stored: StoredEvent[] = [];
     for (let start = 0; start < events.length; start += INSERT_CHUNK) {
       const chunk = events.slice(start, start + INSERT_CHUNK);
-      const rows = chunk.map((e, i) => {
-        const body = JSON.stringify(e.envelope);
-        return {
-          topic_id: topicIds[start + i]!,
-          tenant_id: e.tenant,
-          event_key: e.envelope.headers.key ?? null,
-          created_at: Date.parse(e.envelope.headers.createdAt),
-          size: Buffer.byteLength(body),
-          body,
-        };
-      });
+      const rows = chunk.map((e, i) => logRow(topicIds[start + i]!, e));
       const inserted = await trx.insertInto('bus_log_events').values(rows).returning('seq').execute();
       // Identity values are handed out in VALUES order under the append lock.
       const seqs = inserted.map((r) => Number(r.seq)).sort((a, b) => a - b);
       chunk.forEach((e, i) => stored.push({ seq: seqs[i]!, tenant: e.tenant, topic: e.topic, envelope: e.envelope }));
     }
     return stored;
+  }
+
+  /**
+   * The same as {@link write}, on SQLite's raw connection: one prepared statement per
+   * event instead of a built multi-row insert, which was half the cost of a publish.
+   */
+  private writeNative(connection: NativeConnection, events: readonly NewEvent[], created: LogTopic[]): StoredEvent[] {
+    const insert = connection.prepare('insert into bus_log_events (topic_id, tenant_id, event_key, created_at, size, body) values (?, ?, ?, ?, ?, ?)');
+    const stored: StoredEvent[] = [];
+    for (const e of events) {
+      const topic =
+        this.byKey.get(topicKey(e.tenant, e.topic)) ??
+        created.find((t) => t.tenant === e.tenant && t.name === e.topic) ??
+        this.createTopicNative(connection, e.tenant, e.topic, created);
+      const row = logRow(topic.id, e);
+      const result = insert.run(row.topic_id, row.tenant_id, row.event_key, row.created_at, row.size, row.body);
+      stored.push({ seq: Number(result.lastInsertRowid), tenant: e.tenant, topic: e.topic, envelope: e.envelope });
+    }
+    return stored;
+  }
+
+  private createTopicNative(connection: NativeConnection, tenant: string, name: string, created: LogTopic[]): LogTopic {
+    connection.prepare('insert into bus_log_topics (tenant_id, name) values (?, ?) on conflict (tenant_id, name) do nothing').run(tenant, name);
+    const row = connection.prepare('select id from bus_log_topics where tenant_id = ? and name = ?').get(tenant, name) as { id: number };
+    const topic = { id: Number(row.id), tenant, name };
+    created.push(topic);
+    return topic;
   }
 
   private announce(stored: readonly StoredEvent[]): void {
@@ -147,16 +172,12 @@ export class EventLog {
     for (const listener of this.appendedListeners) listener(topics);
   }
 
-  /** The topic's id, creating the topic when `create`. */
-  private async topicFor(db: Db, tenant: string, name: string, cache: boolean): Promise<LogTopic> {
-    const known = this.byKey.get(topicKey(tenant, name));
-    if (known) return known;
+  /** Creates the topic in `db` (a transaction) unless it exists; adds it to `created`. */
+  private async createTopic(db: Db, tenant: string, name: string, created: LogTopic[]): Promise<LogTopic> {
     await db.insertInto('bus_log_topics').values({ tenant_id: tenant, name }).onConflict((oc) => oc.columns(['tenant_id', 'name']).doNothing()).execute();
     const row = await db.selectFrom('bus_log_topics').select('id').where('tenant_id', '=', tenant).where('name', '=', name).executeTakeFirstOrThrow();
     const topic = { id: Number(row.id), tenant, name };
-    // A topic created inside a caller's transaction may still roll back; only remember
-    // ids that are known to be committed.
-    if (cache) this.remember(topic);
+    created.push(topic);
     return topic;
   }
 
@@ -261,6 +282,19 @@ export class EventLog {
     if (deleted > 0) await this.store.reclaimSpace();
     return { deleted };
   }
+}
+
+/** An event as a row of `bus_log_events`. */
+function logRow(topicId: number, e: NewEvent) {
+  const body = JSON.stringify(e.envelope);
+  return {
+    topic_id: topicId,
+    tenant_id: e.tenant,
+    event_key: e.envelope.headers.key ?? null,
+    created_at: Date.parse(e.envelope.headers.createdAt),
+    size: Buffer.byteLength(body),
+    body,
+  };
 }
 
 /** Decodes a stored row. */
