@@ -48,7 +48,13 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
   const registry = createMetricsRegistry();
   const audit = options.audit ?? createLogAuditRecorder(logger);
 
-  const store = await openStore({ url: config.database.url, schema: config.database.schema, dataDir: config.dataDir, poolSize: config.database.poolSize });
+  const store = await openStore({
+    url: config.database.url,
+    schema: config.database.schema,
+    dataDir: config.dataDir,
+    poolSize: config.database.poolSize,
+    onBackgroundError: (message) => logger.warn({ error: message }, 'SQLite background checkpoint failed; the main connection checkpoints instead'),
+  });
   let app: HttpApp | undefined;
   let bus: EventBus | undefined;
   try {

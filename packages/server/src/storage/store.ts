@@ -4,6 +4,7 @@ import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Migration, type SqliteDatabase } from 'kysely';
 import pg from 'pg';
 import { FlowgateError } from '../errors/index.js';
+import { BACKSTOP_AUTOCHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js';
 
 /** What a store can do that the other kind cannot; features branch on these, not on names. */
 export interface StoreCapabilities {
@@ -19,8 +20,11 @@ export interface StoreCapabilities {
  */
 export interface NativeConnection {
   prepare(text: string): SQLite.Statement;
-  /** Runs `work` in BEGIN … COMMIT (rolled back if it throws). */
-  transaction<T>(work: () => T): T;
+  /**
+   * Runs `work` in BEGIN … COMMIT (rolled back if it throws). `relaxed` commits without
+   * an fsync, as {@link Store.relaxedTransaction} does.
+   */
+  transaction<T>(work: () => T, options?: { relaxed?: boolean }): T;
 }
 
 export interface NativeSqlite {
@@ -38,6 +42,8 @@ export interface StoreOptions {
   schema?: string | undefined;
   dataDir: string;
   poolSize?: number;
+  /** Told when background work (SQLite's WAL checkpoints) fails; the store carries on. */
+  onBackgroundError?: (message: string) => void;
 }
 
 /** A named migration, owned by the feature whose tables it creates. */
@@ -63,6 +69,14 @@ export interface Store {
    * Used where commit order must follow insertion order, as in the event log.
    */
   lockTransaction(trx: Kysely<unknown>, key: string): Promise<void>;
+  /**
+   * Runs `work` in a transaction whose commit survives a crash of the process but may be
+   * lost if the machine loses power before the next durable commit: SQLite commits it
+   * without an fsync (synchronous=NORMAL in WAL; the next FULL commit syncs it along),
+   * PostgreSQL with synchronous_commit off. Only for writes whose loss repeats work and
+   * loses none, such as a consumer's acks: every other write stays durable at commit.
+   */
+  relaxedTransaction<T>(work: (trx: Kysely<unknown>) => Promise<T>): Promise<T>;
   /** Gives the space of deleted rows back to the file system where the store can. */
   reclaimSpace(): Promise<void>;
   /** SQLite stores only: the raw connection for hot paths. */
@@ -77,7 +91,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const url = options.url;
   if (url && /^postgres(ql)?:\/\//.test(url)) return openPostgres(url, options);
   const file = sqliteFile(url, options.dataDir);
-  return openSqlite(file);
+  return openSqlite(file, options.onBackgroundError ?? (() => undefined));
 }
 
 function sqliteFile(url: string | undefined, dataDir: string): string {
@@ -87,7 +101,7 @@ function sqliteFile(url: string | undefined, dataDir: string): string {
   return isAbsolute(path) ? path : resolve(dataDir, path);
 }
 
-function openSqlite(file: string): Store {
+function openSqlite(file: string, onBackgroundError: (message: string) => void): Store {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
   const database = new SQLite(file);
   // Incremental auto-vacuum lets retention give deleted events' pages back to the file
@@ -100,11 +114,21 @@ function openSqlite(file: string): Store {
   database.pragma('synchronous = FULL');
   database.pragma('foreign_keys = ON');
   database.pragma('busy_timeout = 5000');
+  const checkpointer = file === ':memory:' ? undefined : new SqliteCheckpointer(file, onBackgroundError);
+  if (checkpointer) database.pragma(`wal_autocheckpoint = ${BACKSTOP_AUTOCHECKPOINT_PAGES}`);
   const cached = withStatementCache(database);
   const kysely = new Kysely<unknown>({ dialect: new SqliteDialect({ database: cached }) });
   const connection: NativeConnection = {
     prepare: (text) => cached.prepare(text) as SQLite.Statement,
-    transaction: (work) => database.transaction(work)(),
+    transaction: (work, options) => {
+      if (!options?.relaxed) return database.transaction(work)();
+      database.pragma('synchronous = NORMAL');
+      try {
+        return database.transaction(work)();
+      } finally {
+        database.pragma('synchronous = FULL');
+      }
+    },
   };
   const native: NativeSqlite = {
     // Kysely hands its one connection to one user at a time; holding it keeps every
@@ -117,11 +141,23 @@ function openSqlite(file: string): Store {
   };
   return makeStore('sqlite', kysely, { sharedAcrossProcesses: false }, undefined, {
     native,
+    // The setting is the connection's: holding the one connection keeps every other
+    // transaction from committing under it.
+    relaxedTransaction: (work) =>
+      kysely.connection().execute(async (connection) => {
+        await sql`pragma synchronous = NORMAL`.execute(connection);
+        try {
+          return await connection.transaction().execute(work);
+        } finally {
+          await sql`pragma synchronous = FULL`.execute(connection);
+        }
+      }),
     lockTransaction: () => Promise.resolve(),
     reclaimSpace: async () => {
       await sql`pragma incremental_vacuum`.execute(kysely);
       await sql`pragma wal_checkpoint(TRUNCATE)`.execute(kysely);
     },
+    beforeClose: () => checkpointer?.close(),
   });
 }
 
@@ -184,6 +220,11 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
     lockTransaction: async (trx, key) => {
       await sql`select pg_advisory_xact_lock(hashtext(${key}))`.execute(trx);
     },
+    relaxedTransaction: (work) =>
+      kysely.transaction().execute(async (trx) => {
+        await sql`set local synchronous_commit = off`.execute(trx);
+        return work(trx);
+      }),
     // PostgreSQL's autovacuum makes deleted rows' space reusable; nothing to do here.
     reclaimSpace: () => Promise.resolve(),
   });
@@ -194,12 +235,13 @@ function makeStore(
   kysely: Kysely<unknown>,
   capabilities: StoreCapabilities,
   schema: string | undefined,
-  specifics: Pick<Store, 'lockTransaction' | 'reclaimSpace' | 'native'>,
+  specifics: Pick<Store, 'lockTransaction' | 'relaxedTransaction' | 'reclaimSpace' | 'native'> & { beforeClose?: () => Promise<void> | undefined },
 ): Store {
+  const { beforeClose: _, ...features } = specifics;
   return {
     dialect,
     capabilities,
-    ...specifics,
+    ...features,
     db<Tables>() {
       return kysely as unknown as Kysely<Tables>;
     },
@@ -238,6 +280,7 @@ function makeStore(
       }
     },
     async close() {
+      await specifics.beforeClose?.();
       await kysely.destroy();
     },
   };

@@ -1,6 +1,11 @@
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openTestStore, type TestStore } from '../support/stores.js';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { openStore } from '../../src/storage/index.js';
+import { openTestStore, STORE_KINDS, type TestStore } from '../support/stores.js';
 
 interface Tables {
   notes: { id: number; text: string };
@@ -55,7 +60,7 @@ describe('SQLite store: cached statements and the raw connection', () => {
     const db = opened.store.db<Tables>();
     await expect(
       db.transaction().execute(async (trx) => {
-        opened.store.native!.within(trx).prepare('insert into notes (id, text) values (?, ?)').run(1, 'inside');
+        opened.store.native!.within(trx as unknown as Kysely<unknown>).prepare('insert into notes (id, text) values (?, ?)').run(1, 'inside');
         expect(await trx.selectFrom('notes').select('text').execute()).toEqual([{ text: 'inside' }]);
         throw new Error('roll back');
       }),
@@ -80,6 +85,61 @@ describe('SQLite store: cached statements and the raw connection', () => {
   });
 
 });
+
+describe.each(STORE_KINDS)('relaxed transactions on %s', (kind) => {
+  it('commits what they write and rolls back what throws', async () => {
+    const opened = await openTestStore(kind, { migrate: false });
+    try {
+      const db = opened.store.db<Tables>();
+      await sql`create table notes (id integer primary key, text text not null)`.execute(db);
+      await opened.store.relaxedTransaction((trx) => sql`insert into notes (id, text) values (1, 'kept')`.execute(trx));
+      await expect(
+        opened.store.relaxedTransaction(async (trx) => {
+          await sql`insert into notes (id, text) values (2, 'lost')`.execute(trx);
+          throw new Error('roll back');
+        }),
+      ).rejects.toThrow('roll back');
+      expect(await db.selectFrom('notes').select('text').execute()).toEqual([{ text: 'kept' }]);
+    } finally {
+      await opened.cleanup();
+    }
+  });
+});
+
+describe('SQLite background checkpoints', () => {
+  it('moves committed writes into the database file without a checkpoint on the main connection', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'flowgate-ckpt-'));
+    const store = await openStore({ dataDir });
+    try {
+      const db = store.db<Tables>();
+      await sql`create table notes (id integer primary key, text text not null)`.execute(db);
+      for (let i = 1; i <= 20; i++) await db.insertInto('notes').values({ id: i, text: 'x'.repeat(1000) }).execute();
+      // The database file alone, without its WAL, holds what the worker copied into it.
+      const copy = join(dataDir, 'copy.db');
+      let rows = 0;
+      for (let attempt = 0; attempt < 100 && rows < 20; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await copyFile(join(dataDir, 'flowgate.db'), copy);
+        rows = countNotes(copy);
+      }
+      expect(rows).toBe(20);
+    } finally {
+      await store.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Rows of `notes` in a database file; 0 while the table has not reached it. */
+function countNotes(file: string): number {
+  const opened = new SQLite(file, { readonly: true });
+  try {
+    const table = opened.prepare("select 1 from sqlite_master where name = 'notes'").get();
+    return table ? (opened.prepare('select count(*) as n from notes').get() as { n: number }).n : 0;
+  } finally {
+    opened.close();
+  }
+}
 
 describe('PostgreSQL store', () => {
   it('has no raw SQLite connection', async () => {

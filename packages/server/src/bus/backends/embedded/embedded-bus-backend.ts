@@ -87,7 +87,7 @@ export class EmbeddedBusBackend implements BusBackend {
       // at its ack deadline. (Nacked events wait for their delay: they have no delivery
       // out, delivery_id 0.)
       await this.db.updateTable('bus_pending').set({ visible_at: 0 }).where('group_id', '=', group.id).where('delivery_id', '<>', 0).execute();
-      dispatcher = new GroupDispatcher(this.db, this.log, group, spec.ackTimeoutMs, this.options.clock, this.options.logger, this.options.store.native);
+      dispatcher = new GroupDispatcher(this.options.store, this.log, group, spec.ackTimeoutMs, this.options.clock, this.options.logger);
       this.dispatchers.set(group.id, dispatcher);
     }
     const owner = dispatcher;

@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../../../kernel/index.js';
 import type { Logger } from '../../../observability/index.js';
-import type { NativeSqlite } from '../../../storage/index.js';
+import type { NativeSqlite, Store } from '../../../storage/index.js';
 import type { BusTables } from '../../bus.migrations.js';
 import type { Delivery } from '../../bus-backend.js';
 import type { TopicFilter } from '../../topic-filter.js';
@@ -75,15 +75,22 @@ export class GroupDispatcher {
   private lastPassAt = 0;
 
   constructor(
-    private readonly db: Db,
+    private readonly store: Store,
     private readonly log: EventLog,
     readonly group: GroupRow,
     private readonly ackTimeoutMs: number,
     private readonly clock: Clock,
     private readonly logger: Logger,
-    /** SQLite's raw connection, for the hot statements. */
-    private readonly native: NativeSqlite | undefined,
   ) {}
+
+  private get db(): Db {
+    return this.store.db<BusTables>();
+  }
+
+  /** SQLite's raw connection, for the hot statements. */
+  private get native(): NativeSqlite | undefined {
+    return this.store.native;
+  }
 
   get memberCount(): number {
     return this.members.length;
@@ -217,7 +224,9 @@ export class GroupDispatcher {
     const out: Delivery[] = [];
     const outMeta: { seq: number; deliveryId: number }[] = [];
 
-    await this.db.transaction().execute(async (trx) => {
+    // Relaxed: a claim lost to a power cut only makes its events due again.
+    await this.store.relaxedTransaction(async (kysely) => {
+      const trx = kysely as unknown as Db;
       // 1. Claimed events that are due: redeliveries, retries, and events whose key's
       //    earlier event is done.
       const due = await trx
@@ -435,11 +444,16 @@ export class GroupDispatcher {
         if (this.native) {
           await this.native.exclusive((c) => {
             const remove = c.prepare('delete from bus_pending where group_id = ? and seq = ? and delivery_id = ?');
-            c.transaction(() => {
-              for (const a of batch) remove.run(this.group.id, a.seq, a.deliveryId);
-            });
+            // Relaxed: an ack lost to a power cut means one more delivery, nothing lost.
+            c.transaction(
+              () => {
+                for (const a of batch) remove.run(this.group.id, a.seq, a.deliveryId);
+              },
+              { relaxed: true },
+            );
           });
-        } else await this.db.transaction().execute(async (trx) => {
+        } else await this.store.relaxedTransaction(async (kysely) => {
+          const trx = kysely as unknown as Db;
           for (let i = 0; i < batch.length; i += ACK_CHUNK) {
             const chunk = batch.slice(i, i + ACK_CHUNK);
             await trx
