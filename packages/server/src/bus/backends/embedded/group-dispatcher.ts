@@ -1,12 +1,13 @@
 import { randomInt } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Clock } from '../../../kernel/index.js';
 import type { Logger } from '../../../observability/index.js';
-import type { NativeSqlite, Store } from '../../../storage/index.js';
+import type { Store } from '../../../storage/index.js';
 import type { BusTables } from '../../bus.migrations.js';
 import type { Delivery } from '../../bus-backend.js';
 import type { TopicFilter } from '../../topic-filter.js';
 import { toStored, type EventLog, type LogTopic } from './event-log.js';
+import { CursorMoved, GroupState, type PendingRow } from './group-state.js';
 
 type Db = Kysely<BusTables>;
 
@@ -40,19 +41,14 @@ const TENANT_QUANTUM = 64;
 const POLL_MS = 1000;
 /** How long a pass may wait for more room before claiming a small batch. */
 const BATCH_WAIT_MS = 20;
-const INSERT_PENDING = 'insert into bus_pending (group_id, seq, tenant_id, event_key, deliveries, visible_at, delivery_id) values (?, ?, ?, ?, ?, ?, ?)';
-/** Acks per DELETE statement. */
-const ACK_CHUNK = 200;
-
-class CursorMoved extends Error {}
 
 /**
  * Hands one consumer group's events to the members of the group in this process.
  *
- * The group's state is all in the store, so a restart resumes where it was:
- * - `bus_cursors` holds, per tenant, the last seq the group claimed from the log;
- * - `bus_pending` holds every claimed event not yet acked: delivered (deadline in
- *   `visible_at`), waiting after a nack, or waiting behind an earlier event of its key.
+ * The group's state is all in the store ({@link GroupState}), so a restart resumes where
+ * it was: cursors per tenant, and every claimed event not yet acked, whether delivered
+ * (deadline in `visible_at`), waiting after a nack, or waiting behind an earlier event of
+ * its key.
  *
  * A pass claims new events tenant by tenant in rotation (so one tenant's burst does not
  * starve another), and in one transaction records them as pending and moves the
@@ -73,24 +69,20 @@ export class GroupDispatcher {
   private ackFlush: Promise<void> | undefined;
   private closed = false;
   private lastPassAt = 0;
+  private readonly state: GroupState;
 
   constructor(
-    private readonly store: Store,
+    store: Store,
     private readonly log: EventLog,
     readonly group: GroupRow,
     private readonly ackTimeoutMs: number,
     private readonly clock: Clock,
     private readonly logger: Logger,
-  ) {}
-
-  private get db(): Db {
-    return this.store.db<BusTables>();
+  ) {
+    this.state = new GroupState(store, group.id);
   }
 
-  /** SQLite's raw connection, for the hot statements. */
-  private get native(): NativeSqlite | undefined {
-    return this.store.native;
-  }
+
 
   get memberCount(): number {
     return this.members.length;
@@ -141,9 +133,7 @@ export class GroupDispatcher {
     // What this member held goes back to the group now, not at its ack deadline.
     const held = [...member.inFlight];
     member.inFlight.clear();
-    for (const [seq, deliveryId] of held) {
-      await this.db.updateTable('bus_pending').set({ visible_at: 0 }).where('group_id', '=', this.group.id).where('seq', '=', seq).where('delivery_id', '=', deliveryId).execute();
-    }
+    for (const [seq, deliveryId] of held) await this.state.release({ seq, deliveryId });
     this.schedule();
   }
 
@@ -184,14 +174,8 @@ export class GroupDispatcher {
     let wait = POLL_MS;
     if (this.members.length > 0) {
       const now = this.clock.now();
-      const next = await this.db
-        .selectFrom('bus_pending')
-        .select((eb) => eb.fn.min('visible_at').as('next'))
-        .where('group_id', '=', this.group.id)
-        .where('visible_at', '>', now)
-        .executeTakeFirst()
-        .catch(() => undefined);
-      if (next?.next !== null && next?.next !== undefined) wait = Math.min(wait, Math.max(5, Number(next.next) - now));
+      const next = await this.state.nextVisibleAt(now).catch(() => undefined);
+      if (next !== undefined) wait = Math.min(wait, Math.max(5, next - now));
     }
     if (this.closed) return;
     this.timer = setTimeout(() => {
@@ -210,7 +194,7 @@ export class GroupDispatcher {
   private async pass(): Promise<void> {
     const capacity = this.freeCapacity();
     if (capacity === 0) return;
-    // Each pass is one commit (an fsync). While deliveries are still out, wait (briefly)
+    // Each pass is one commit. While deliveries are still out, wait (briefly)
     // until an eighth of the room is free, so a busy group claims in batches rather than
     // one event per commit; the acks in flight call the next pass, the timer the one after.
     const room = this.members.reduce((sum, m) => sum + m.maxInFlight, 0);
@@ -224,50 +208,22 @@ export class GroupDispatcher {
     const out: Delivery[] = [];
     const outMeta: { seq: number; deliveryId: number }[] = [];
 
-    // Relaxed: a claim lost to a power cut only makes its events due again.
-    await this.store.relaxedTransaction(async (kysely) => {
-      const trx = kysely as unknown as Db;
+    await this.state.claimTransaction(async (trx) => {
       // 1. Claimed events that are due: redeliveries, retries, and events whose key's
       //    earlier event is done.
-      const due = await trx
-        .selectFrom('bus_pending as p')
-        .leftJoin('bus_log_events as e', 'e.seq', 'p.seq')
-        .select(['p.seq', 'p.deliveries', 'p.last_error', 'e.topic_id', 'e.body'])
-        .where('p.group_id', '=', this.group.id)
-        .where('p.visible_at', '<=', now)
-        .where((eb) =>
-          eb.not(
-            eb.exists(
-              eb.selectFrom('bus_pending as q')
-                .select(sql`1`.as('one'))
-                .whereRef('q.group_id', '=', 'p.group_id')
-                .whereRef('q.event_key', '=', 'p.event_key')
-                .whereRef('q.seq', '<', 'p.seq'),
-            ),
-          ),
-        )
-        .orderBy('p.seq')
-        .limit(capacity)
-        .execute();
-      for (const row of due) {
-        const seq = Number(row.seq);
-        if (row.body === null || row.topic_id === null) {
+      for (const row of await this.state.due(trx, now, capacity)) {
+        if (row.body === null || row.topicId === null) {
           // Retention removed the event before the group got to it.
-          await trx.deleteFrom('bus_pending').where('group_id', '=', this.group.id).where('seq', '=', seq).execute();
+          await this.state.drop(trx, row.seq);
           continue;
         }
         const deliveryId = newDeliveryId();
-        await trx
-          .updateTable('bus_pending')
-          .set({ visible_at: deadline, deliveries: Number(row.deliveries) + 1, delivery_id: deliveryId })
-          .where('group_id', '=', this.group.id)
-          .where('seq', '=', seq)
-          .execute();
-        const topic = await this.topicName(Number(row.topic_id));
+        await this.state.redeliver(trx, row.seq, row.deliveries + 1, deadline, deliveryId);
+        const topic = await this.topicName(row.topicId);
         if (!topic) continue;
-        this.forgetElsewhere(seq);
-        outMeta.push({ seq, deliveryId });
-        out.push(this.delivery(toStored(seq, topic, row.body), Number(row.deliveries) + 1, row.last_error ?? undefined, deliveryId));
+        this.forgetElsewhere(row.seq);
+        outMeta.push({ seq: row.seq, deliveryId });
+        out.push(this.delivery(toStored(row.seq, topic, row.body), row.deliveries + 1, row.lastError ?? undefined, deliveryId));
       }
 
       // 2. New events from the log, tenant by tenant in rotation.
@@ -279,7 +235,7 @@ export class GroupDispatcher {
         progressed = false;
         for (let i = 0; i < tenants.length && left > 0; i++) {
           const tenant = tenants[(this.tenantTurn + i) % tenants.length]!;
-          const claimed = await this.claim(trx, tenant, topics.get(tenant)!, Math.min(left, quantum), now, deadline, out, outMeta);
+          const claimed = await this.claim(trx, tenant, topics.get(tenant)!, Math.min(left, quantum), deadline, out, outMeta);
           if (claimed > 0) progressed = true;
           left -= claimed;
         }
@@ -306,76 +262,36 @@ export class GroupDispatcher {
     tenant: string,
     topicIds: readonly number[],
     limit: number,
-    now: number,
     deadline: number,
     out: Delivery[],
     outMeta: { seq: number; deliveryId: number }[],
   ): Promise<number> {
-    const cursorRow = await trx.selectFrom('bus_cursors').select('position').where('group_id', '=', this.group.id).where('tenant_id', '=', tenant).executeTakeFirst();
-    const cursor = cursorRow ? Number(cursorRow.position) : this.group.startSeq;
-    const rows = await trx
-      .selectFrom('bus_log_events')
-      .select(['seq', 'topic_id', 'event_key', 'body'])
-      .where('tenant_id', '=', tenant)
-      .where('seq', '>', cursor)
-      .where('topic_id', 'in', topicIds)
-      .orderBy('seq')
-      .limit(limit)
-      .execute();
+    const cursor = await this.state.cursor(trx, tenant);
+    const rows = await this.state.newEvents(trx, tenant, topicIds, cursor ?? this.group.startSeq, limit);
     if (rows.length === 0) return 0;
 
-    const keys = [...new Set(rows.map((r) => r.event_key).filter((k): k is string => k !== null))];
-    const busy = new Set<string>();
-    if (keys.length > 0) {
-      const held = await trx.selectFrom('bus_pending').select('event_key').distinct().where('group_id', '=', this.group.id).where('event_key', 'in', keys).execute();
-      for (const h of held) if (h.event_key !== null) busy.add(h.event_key);
-    }
-    const pending = [];
+    const busy = await this.state.busyKeys(trx, [...new Set(rows.map((r) => r.key).filter((k): k is string => k !== null))]);
+    const pending: PendingRow[] = [];
     let delivered = 0;
     for (const row of rows) {
-      const seq = Number(row.seq);
-      const key = row.event_key;
-      if (key !== null && busy.has(key)) {
-        pending.push({ group_id: this.group.id, seq, tenant_id: tenant, event_key: key, deliveries: 0, visible_at: 0, delivery_id: 0, last_error: null });
+      const base = { group_id: this.group.id, seq: row.seq, tenant_id: tenant, event_key: row.key, last_error: null };
+      if (row.key !== null && busy.has(row.key)) {
+        // Waits behind the earlier event of its key; a later pass hands it out.
+        pending.push({ ...base, deliveries: 0, visible_at: 0, delivery_id: 0 });
         continue;
       }
-      if (key !== null) busy.add(key);
+      if (row.key !== null) busy.add(row.key);
       const deliveryId = newDeliveryId();
-      pending.push({ group_id: this.group.id, seq, tenant_id: tenant, event_key: key, deliveries: 1, visible_at: deadline, delivery_id: deliveryId, last_error: null });
-      const topic = await this.topicName(Number(row.topic_id));
+      pending.push({ ...base, deliveries: 1, visible_at: deadline, delivery_id: deliveryId });
+      const topic = await this.topicName(row.topicId);
       if (topic) {
-        outMeta.push({ seq, deliveryId });
-        out.push(this.delivery(toStored(seq, topic, row.body), 1, undefined, deliveryId));
+        outMeta.push({ seq: row.seq, deliveryId });
+        out.push(this.delivery(toStored(row.seq, topic, row.body), 1, undefined, deliveryId));
         delivered++;
       }
     }
-    if (this.native) {
-      // Building a 200-row insert cost more than running it; SQLite runs a prepared one per row.
-      const insert = this.native.within(trx as unknown as Kysely<unknown>).prepare(INSERT_PENDING);
-      for (const p of pending) insert.run(p.group_id, p.seq, p.tenant_id, p.event_key, p.deliveries, p.visible_at, p.delivery_id);
-    } else {
-      for (let i = 0; i < pending.length; i += ACK_CHUNK) await trx.insertInto('bus_pending').values(pending.slice(i, i + ACK_CHUNK)).execute();
-    }
-
-    const last = Number(rows[rows.length - 1]!.seq);
-    // Compare-and-set: another process sharing this store may have claimed meanwhile.
-    if (cursorRow) {
-      const moved = await trx
-        .updateTable('bus_cursors')
-        .set({ position: last })
-        .where('group_id', '=', this.group.id)
-        .where('tenant_id', '=', tenant)
-        .where('position', '=', cursor)
-        .executeTakeFirst();
-      if (Number(moved.numUpdatedRows) !== 1) throw new CursorMoved();
-    } else {
-      const inserted = await trx
-        .insertInto('bus_cursors')
-        .values({ group_id: this.group.id, tenant_id: tenant, position: last })
-        .onConflict((oc) => oc.columns(['group_id', 'tenant_id']).doNothing())
-        .executeTakeFirst();
-      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) !== 1) throw new CursorMoved();
-    }
+    await this.state.insert(trx, pending);
+    await this.state.moveCursor(trx, tenant, cursor, rows[rows.length - 1]!.seq);
     // Rows that wait behind their key count as handled for this round too.
     return Math.max(delivered, 1);
   }
@@ -412,14 +328,8 @@ export class GroupDispatcher {
         if (settled) return Promise.resolve();
         settled = true;
         this.release(event.seq, deliveryId);
-        return this.db
-          .updateTable('bus_pending')
-          // delivery_id 0: no delivery is out until the retry hands out a new one.
-          .set({ visible_at: this.clock.now() + Math.max(0, delayMs), last_error: reason.slice(0, 2000), delivery_id: 0 })
-          .where('group_id', '=', this.group.id)
-          .where('seq', '=', event.seq)
-          .where('delivery_id', '=', deliveryId)
-          .execute()
+        return this.state
+          .nack({ seq: event.seq, deliveryId }, this.clock.now() + Math.max(0, delayMs), reason)
           .then(() => this.schedule());
       },
     };
@@ -441,30 +351,7 @@ export class GroupDispatcher {
     while (this.acks.length > 0) {
       const batch = this.acks.splice(0, this.acks.length);
       try {
-        if (this.native) {
-          await this.native.exclusive((c) => {
-            const remove = c.prepare('delete from bus_pending where group_id = ? and seq = ? and delivery_id = ?');
-            // Relaxed: an ack lost to a power cut means one more delivery, nothing lost.
-            c.transaction(
-              () => {
-                for (const a of batch) remove.run(this.group.id, a.seq, a.deliveryId);
-              },
-              { relaxed: true },
-            );
-          });
-        } else await this.store.relaxedTransaction(async (kysely) => {
-          const trx = kysely as unknown as Db;
-          for (let i = 0; i < batch.length; i += ACK_CHUNK) {
-            const chunk = batch.slice(i, i + ACK_CHUNK);
-            await trx
-              .deleteFrom('bus_pending')
-              .where('group_id', '=', this.group.id)
-              // A row-value IN finds each row by the primary key (an OR of pairs does not);
-              // PostgreSQL types a VALUES list's parameters as text unless told.
-              .where(sql<boolean>`(seq, delivery_id) in (values ${sql.join(chunk.map((a) => sql`(cast(${a.seq} as bigint), cast(${a.deliveryId} as bigint))`))})`)
-              .execute();
-          }
-        });
+        await this.state.deleteAcked(batch);
         for (const a of batch) a.resolve();
       } catch (error) {
         for (const a of batch) a.reject(error);
@@ -473,7 +360,6 @@ export class GroupDispatcher {
     }
     this.ackFlush = undefined;
   }
-
 
   private async matchingTopics(): Promise<Map<string, number[]>> {
     if (this.topicsByTenant) return this.topicsByTenant;

@@ -1,0 +1,229 @@
+import { sql, type Kysely } from 'kysely';
+import type { Store } from '../../../storage/index.js';
+import type { BusTables } from '../../bus.migrations.js';
+
+type Db = Kysely<BusTables>;
+
+/** A claimed event's row in `bus_pending`. */
+export interface PendingRow {
+  readonly group_id: number;
+  readonly seq: number;
+  readonly tenant_id: string;
+  readonly event_key: string | null;
+  readonly deliveries: number;
+  readonly visible_at: number;
+  readonly delivery_id: number;
+  readonly last_error: string | null;
+}
+
+/** A claimed event that is due again, with its body (null once retention removed it). */
+export interface DueRow {
+  readonly seq: number;
+  readonly deliveries: number;
+  readonly lastError: string | null;
+  readonly topicId: number | null;
+  readonly body: string | null;
+}
+
+/** A new event of the log, as a claim reads it. */
+export interface LogRow {
+  readonly seq: number;
+  readonly topicId: number;
+  readonly key: string | null;
+  readonly body: string;
+}
+
+/** An ack: the delivery it settles. */
+export interface AckRef {
+  readonly seq: number;
+  readonly deliveryId: number;
+}
+
+/** Another process sharing the store claimed first; the pass starts over. */
+export class CursorMoved extends Error {}
+
+/** Rows per INSERT or DELETE statement where the query builder is used. */
+const CHUNK = 200;
+const INSERT_PENDING = 'insert into bus_pending (group_id, seq, tenant_id, event_key, deliveries, visible_at, delivery_id) values (?, ?, ?, ?, ?, ?, ?)';
+const DELETE_ACKED = 'delete from bus_pending where group_id = ? and seq = ? and delivery_id = ?';
+
+/**
+ * One consumer group's rows in the store: `bus_cursors` (per tenant, the last seq claimed
+ * from the log) and `bus_pending` (every claimed event not yet acked). The dispatcher
+ * decides; this only reads and writes. On SQLite, the statements run per event are
+ * prepared once on the raw connection, because building them cost more than running them.
+ */
+export class GroupState {
+  constructor(
+    private readonly store: Store,
+    private readonly groupId: number,
+  ) {}
+
+  private get db(): Db {
+    return this.store.db<BusTables>();
+  }
+
+  /**
+   * Runs one claim pass's reads and writes together. Relaxed: a claim lost to a power cut
+   * only makes its events due again.
+   */
+  claimTransaction<T>(work: (trx: Db) => Promise<T>): Promise<T> {
+    return this.store.relaxedTransaction((trx) => work(trx as unknown as Db));
+  }
+
+  /** Claimed events due by `now`, none of them behind an earlier event of its key. */
+  async due(trx: Db, now: number, limit: number): Promise<DueRow[]> {
+    const rows = await trx
+      .selectFrom('bus_pending as p')
+      .leftJoin('bus_log_events as e', 'e.seq', 'p.seq')
+      .select(['p.seq', 'p.deliveries', 'p.last_error', 'e.topic_id', 'e.body'])
+      .where('p.group_id', '=', this.groupId)
+      .where('p.visible_at', '<=', now)
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('bus_pending as q')
+              .select(sql`1`.as('one'))
+              .whereRef('q.group_id', '=', 'p.group_id')
+              .whereRef('q.event_key', '=', 'p.event_key')
+              .whereRef('q.seq', '<', 'p.seq'),
+          ),
+        ),
+      )
+      .orderBy('p.seq')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ seq: Number(r.seq), deliveries: Number(r.deliveries), lastError: r.last_error, topicId: r.topic_id === null ? null : Number(r.topic_id), body: r.body }));
+  }
+
+  /** Forgets a claimed event that retention removed from the log. */
+  async drop(trx: Db, seq: number): Promise<void> {
+    await trx.deleteFrom('bus_pending').where('group_id', '=', this.groupId).where('seq', '=', seq).execute();
+  }
+
+  /** Hands a claimed event out again under a new delivery id. */
+  async redeliver(trx: Db, seq: number, deliveries: number, deadline: number, deliveryId: number): Promise<void> {
+    await trx.updateTable('bus_pending').set({ visible_at: deadline, deliveries, delivery_id: deliveryId }).where('group_id', '=', this.groupId).where('seq', '=', seq).execute();
+  }
+
+  /** The tenant's cursor, or undefined when the group has not claimed from it yet. */
+  async cursor(trx: Db, tenant: string): Promise<number | undefined> {
+    const row = await trx.selectFrom('bus_cursors').select('position').where('group_id', '=', this.groupId).where('tenant_id', '=', tenant).executeTakeFirst();
+    return row ? Number(row.position) : undefined;
+  }
+
+  /** The tenant's next events on these topics after `cursor`. */
+  async newEvents(trx: Db, tenant: string, topicIds: readonly number[], cursor: number, limit: number): Promise<LogRow[]> {
+    const rows = await trx
+      .selectFrom('bus_log_events')
+      .select(['seq', 'topic_id', 'event_key', 'body'])
+      .where('tenant_id', '=', tenant)
+      .where('seq', '>', cursor)
+      .where('topic_id', 'in', topicIds)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ seq: Number(r.seq), topicId: Number(r.topic_id), key: r.event_key, body: r.body }));
+  }
+
+  /** Which of `keys` have an event claimed and not yet acked. */
+  async busyKeys(trx: Db, keys: readonly string[]): Promise<Set<string>> {
+    const busy = new Set<string>();
+    if (keys.length === 0) return busy;
+    const held = await trx.selectFrom('bus_pending').select('event_key').distinct().where('group_id', '=', this.groupId).where('event_key', 'in', keys).execute();
+    for (const h of held) if (h.event_key !== null) busy.add(h.event_key);
+    return busy;
+  }
+
+  async insert(trx: Db, rows: readonly PendingRow[]): Promise<void> {
+    const native = this.store.native;
+    if (native) {
+      const insert = native.within(trx as unknown as Kysely<unknown>).prepare(INSERT_PENDING);
+      for (const p of rows) insert.run(p.group_id, p.seq, p.tenant_id, p.event_key, p.deliveries, p.visible_at, p.delivery_id);
+      return;
+    }
+    for (let i = 0; i < rows.length; i += CHUNK) await trx.insertInto('bus_pending').values(rows.slice(i, i + CHUNK)).execute();
+  }
+
+  /**
+   * Moves the tenant's cursor from `from` (undefined: none yet) to `to` by compare-and-set;
+   * throws {@link CursorMoved} when another process sharing the store moved it first.
+   */
+  async moveCursor(trx: Db, tenant: string, from: number | undefined, to: number): Promise<void> {
+    if (from !== undefined) {
+      const moved = await trx
+        .updateTable('bus_cursors')
+        .set({ position: to })
+        .where('group_id', '=', this.groupId)
+        .where('tenant_id', '=', tenant)
+        .where('position', '=', from)
+        .executeTakeFirst();
+      if (Number(moved.numUpdatedRows) !== 1) throw new CursorMoved();
+      return;
+    }
+    const inserted = await trx
+      .insertInto('bus_cursors')
+      .values({ group_id: this.groupId, tenant_id: tenant, position: to })
+      .onConflict((oc) => oc.columns(['group_id', 'tenant_id']).doNothing())
+      .executeTakeFirst();
+    if (Number(inserted.numInsertedOrUpdatedRows ?? 0) !== 1) throw new CursorMoved();
+  }
+
+  /** Settles acked deliveries. Relaxed: an ack lost to a power cut means one more delivery. */
+  async deleteAcked(acks: readonly AckRef[]): Promise<void> {
+    const native = this.store.native;
+    if (native) {
+      await native.exclusive((c) => {
+        const remove = c.prepare(DELETE_ACKED);
+        c.transaction(
+          () => {
+            for (const a of acks) remove.run(this.groupId, a.seq, a.deliveryId);
+          },
+          { relaxed: true },
+        );
+      });
+      return;
+    }
+    await this.store.relaxedTransaction(async (kysely) => {
+      const trx = kysely as unknown as Db;
+      for (let i = 0; i < acks.length; i += CHUNK) {
+        const chunk = acks.slice(i, i + CHUNK);
+        await trx
+          .deleteFrom('bus_pending')
+          .where('group_id', '=', this.groupId)
+          // A row-value IN finds each row by the primary key (an OR of pairs does not);
+          // PostgreSQL types a VALUES list's parameters as text unless told.
+          .where(sql<boolean>`(seq, delivery_id) in (values ${sql.join(chunk.map((a) => sql`(cast(${a.seq} as bigint), cast(${a.deliveryId} as bigint))`))})`)
+          .execute();
+      }
+    });
+  }
+
+  /** A nacked delivery waits until `visibleAt`; delivery_id 0: none is out until the retry. */
+  async nack(ack: AckRef, visibleAt: number, reason: string): Promise<void> {
+    await this.db
+      .updateTable('bus_pending')
+      .set({ visible_at: visibleAt, last_error: reason.slice(0, 2000), delivery_id: 0 })
+      .where('group_id', '=', this.groupId)
+      .where('seq', '=', ack.seq)
+      .where('delivery_id', '=', ack.deliveryId)
+      .execute();
+  }
+
+  /** Makes a delivery due at once (its member left without settling it). */
+  async release(ack: AckRef): Promise<void> {
+    await this.db.updateTable('bus_pending').set({ visible_at: 0 }).where('group_id', '=', this.groupId).where('seq', '=', ack.seq).where('delivery_id', '=', ack.deliveryId).execute();
+  }
+
+  /** When the next delivery after `now` falls due (a deadline or a retry), if any. */
+  async nextVisibleAt(now: number): Promise<number | undefined> {
+    const next = await this.db
+      .selectFrom('bus_pending')
+      .select((eb) => eb.fn.min('visible_at').as('next'))
+      .where('group_id', '=', this.groupId)
+      .where('visible_at', '>', now)
+      .executeTakeFirst();
+    return next?.next === null || next?.next === undefined ? undefined : Number(next.next);
+  }
+}
