@@ -1,5 +1,6 @@
 import type { EventEnvelope } from '@flowgate/contracts';
 import type { Kysely } from 'kysely';
+import { CoalescingRunner } from '../kernel/index.js';
 import type { Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
 import type { BusBackend, NewEvent } from './bus-backend.js';
@@ -17,15 +18,26 @@ const RELAY_POLL_MS = 500;
  */
 export class OutboxRelay {
   private timer: NodeJS.Timeout | undefined;
-  private running = false;
-  private again = false;
-  private stopped = false;
+  private readonly relay: CoalescingRunner;
 
   constructor(
     private readonly store: Store,
     private readonly backend: BusBackend,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.relay = new CoalescingRunner(async () => (await this.relayBatch()) === RELAY_BATCH, {
+      onError: (error) => {
+        this.logger.warn({ err: error }, 'bus outbox relay failed; retrying');
+        return false;
+      },
+      // The poll catches rows whose nudge came before their transaction committed.
+      onIdle: () => {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(() => this.nudge(), RELAY_POLL_MS);
+        this.timer.unref();
+      },
+    });
+  }
 
   /** Writes events into the outbox inside `trx`. */
   async write(trx: Kysely<unknown>, events: readonly NewEvent[], now: number): Promise<void> {
@@ -43,40 +55,13 @@ export class OutboxRelay {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    await this.relay.stop();
     clearTimeout(this.timer);
-    while (this.running) await new Promise((resolve) => setTimeout(resolve, 10));
   }
 
   /** Relays now (or right after the relay in progress). */
   nudge(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    void this.run();
-  }
-
-  private async run(): Promise<void> {
-    try {
-      do {
-        this.again = false;
-        try {
-          while (!this.stopped && (await this.relayBatch()) === RELAY_BATCH);
-        } catch (error) {
-          this.logger.warn({ err: error }, 'bus outbox relay failed; retrying');
-        }
-      } while (this.again && !this.stopped);
-    } finally {
-      this.running = false;
-      if (!this.stopped) {
-        clearTimeout(this.timer);
-        this.timer = setTimeout(() => this.nudge(), RELAY_POLL_MS);
-        this.timer.unref();
-      }
-    }
+    this.relay.trigger();
   }
 
   private async relayBatch(): Promise<number> {

@@ -1,3 +1,4 @@
 /** Small primitives every feature shares: time, ids, random tokens. */
 export { type Clock, systemClock, ManualClock, epochSeconds, isoTime } from './clock.js';
 export { newId, pooledRandom, randomToken, sha256Hex, safeEqual } from './ids.js';
+export { CoalescingRunner, type CoalescingRunnerOptions } from './coalescing-runner.js';

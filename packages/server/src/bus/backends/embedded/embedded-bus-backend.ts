@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { FlowgateError } from '../../../errors/index.js';
-import type { Clock } from '../../../kernel/index.js';
+import { CoalescingRunner, type Clock } from '../../../kernel/index.js';
 import type { Logger } from '../../../observability/index.js';
 import type { Store } from '../../../storage/index.js';
 import type { BusTables } from '../../bus.migrations.js';
@@ -112,8 +112,6 @@ export class EmbeddedBusBackend implements BusBackend {
     let last = await this.log.seqBefore(spec.from);
     let topics = new Map<number, LogTopic>();
     let stale = true;
-    let running = false;
-    let again = false;
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     const covers = (t: Pick<LogTopic, 'tenant' | 'name'>) => (spec.tenant === null || spec.tenant === t.tenant) && spec.filter.matches(t.name);
@@ -141,46 +139,34 @@ export class EmbeddedBusBackend implements BusBackend {
         if (rows.length < WATCH_PAGE) return;
       }
     };
-    const run = () => {
-      if (stopped) return;
-      if (running) {
-        again = true;
-        return;
-      }
-      running = true;
-      void (async () => {
-        do {
-          again = false;
-          try {
-            await pass();
-          } catch (error) {
-            this.options.logger.warn({ err: error }, 'bus watch failed; retrying');
-          }
-        } while (again && !stopped);
-        running = false;
+    const runner = new CoalescingRunner(pass, {
+      onError: (error) => {
+        this.options.logger.warn({ err: error }, 'bus watch failed; retrying');
+        return false;
+      },
+      // The poll re-reads the topic list: topics created by another connection are found.
+      onIdle: () => {
         clearTimeout(timer);
-        if (!stopped) {
-          timer = setTimeout(() => {
-            stale = true;
-            run();
-          }, WATCH_POLL_MS);
-          timer.unref();
-        }
-      })();
-    };
+        timer = setTimeout(() => {
+          stale = true;
+          runner.trigger();
+        }, WATCH_POLL_MS);
+        timer.unref();
+      },
+    });
     const unlisten = this.log.onAppended((appended) => {
       const ours = appended.filter(covers);
       if (ours.length === 0) return;
       if (ours.some((t) => !topics.has(t.id))) stale = true;
-      run();
+      runner.trigger();
     });
-    run();
+    runner.trigger();
     const close = async () => {
       stopped = true;
-      clearTimeout(timer);
       unlisten();
       this.closers.delete(close);
-      return Promise.resolve();
+      await runner.stop();
+      clearTimeout(timer);
     };
     this.closers.add(close);
     return { close };

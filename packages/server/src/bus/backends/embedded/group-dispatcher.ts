@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import type { Clock } from '../../../kernel/index.js';
+import { CoalescingRunner, type Clock } from '../../../kernel/index.js';
 import type { Logger } from '../../../observability/index.js';
 import type { Store } from '../../../storage/index.js';
 import type { BusTables } from '../../bus.migrations.js';
@@ -61,8 +61,7 @@ export class GroupDispatcher {
   private tenantTurn = 0;
   private topicsByTenant: Map<string, number[]> | undefined;
   private readonly topicNames = new Map<number, LogTopic>();
-  private running = false;
-  private again = false;
+  private readonly passes: CoalescingRunner;
   private timer: NodeJS.Timeout | undefined;
   private readonly acks: QueuedAck[] = [];
   /** The ack flush under way, if any. */
@@ -80,6 +79,18 @@ export class GroupDispatcher {
     private readonly logger: Logger,
   ) {
     this.state = new GroupState(store, group.id);
+    this.passes = new CoalescingRunner(() => this.pass(), {
+      defer: true,
+      onError: async (error) => {
+        // Another process claimed first: simply look again.
+        if (!(error instanceof CursorMoved)) {
+          this.logger.warn({ err: error, group: this.group.name }, 'bus dispatch failed; retrying');
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        return true;
+      },
+      onIdle: () => this.armTimer(),
+    });
   }
 
 
@@ -116,6 +127,7 @@ export class GroupDispatcher {
   /** Stops the dispatcher; members' deliveries are released by the store's deadlines. */
   stop(): void {
     this.closed = true;
+    void this.passes.stop();
     clearTimeout(this.timer);
     this.members.length = 0;
   }
@@ -139,34 +151,7 @@ export class GroupDispatcher {
 
   /** Runs a pass soon; passes never overlap. */
   schedule(): void {
-    if (this.closed) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    setImmediate(() => void this.run());
-  }
-
-  private async run(): Promise<void> {
-    try {
-      do {
-        this.again = false;
-        if (this.closed) return;
-        try {
-          await this.pass();
-        } catch (error) {
-          if (!(error instanceof CursorMoved)) {
-            this.logger.warn({ err: error, group: this.group.name }, 'bus dispatch failed; retrying');
-            await new Promise((resolve) => setTimeout(resolve, 200));
-          }
-          this.again = true;
-        }
-      } while (this.again && !this.closed);
-    } finally {
-      this.running = false;
-      if (!this.closed) await this.armTimer();
-    }
+    this.passes.trigger();
   }
 
   private async armTimer(): Promise<void> {
@@ -191,16 +176,17 @@ export class GroupDispatcher {
     return this.members.reduce((sum, m) => sum + Math.max(0, m.maxInFlight - m.inFlight.size), 0);
   }
 
-  private async pass(): Promise<void> {
+  /** Claims and hands out what members have room for; true when it handed out any. */
+  private async pass(): Promise<boolean> {
     const capacity = this.freeCapacity();
-    if (capacity === 0) return;
+    if (capacity === 0) return false;
     // Each pass is one commit. While deliveries are still out, wait (briefly)
     // until an eighth of the room is free, so a busy group claims in batches rather than
     // one event per commit; the acks in flight call the next pass, the timer the one after.
     const room = this.members.reduce((sum, m) => sum + m.maxInFlight, 0);
     const held = this.members.reduce((sum, m) => sum + m.inFlight.size, 0);
     const now0 = this.clock.now();
-    if (held > 0 && capacity < Math.ceil(room / 8) && now0 - this.lastPassAt < BATCH_WAIT_MS) return;
+    if (held > 0 && capacity < Math.ceil(room / 8) && now0 - this.lastPassAt < BATCH_WAIT_MS) return false;
     this.lastPassAt = now0;
     const topics = await this.matchingTopics();
     const now = this.clock.now();
@@ -254,7 +240,7 @@ export class GroupDispatcher {
         this.logger.error({ err: error, group: this.group.name }, 'bus consumer threw synchronously');
       }
     });
-    if (out.length > 0) this.again = true;
+    return out.length > 0;
   }
 
   private async claim(
