@@ -203,6 +203,18 @@ export const ERROR_CATALOGUE = {
     family: 'operational',
   },
 
+  // --- Secrets -------------------------------------------------------------------
+  FLOWGATE_ERR_SECRETS_MASTER_KEY: {
+    status: 500,
+    title: 'The master key cannot open the secrets of this database.',
+    family: 'operational',
+  },
+  FLOWGATE_ERR_SECRETS_UNREADABLE: {
+    status: 500,
+    title: 'A stored secret could not be decrypted.',
+    family: 'unexpected',
+  },
+
   // --- Configuration (reported at start, never over HTTP) ----------------------------
   FLOWGATE_ERR_CONFIG_INVALID: {
     status: 500,

@@ -7,6 +7,7 @@ import { createIam, type Iam, type SecretHasher } from './iam/index.js';
 import { systemClock, type Clock } from './kernel/index.js';
 import { ALL_MIGRATIONS } from './migrations.js';
 import { createHttpMetrics, createLogger, createMetricsRegistry, type Logger } from './observability/index.js';
+import { createSecrets, type SecretStore } from './secrets/index.js';
 import { openStore, redactUrl, type Store } from './storage/index.js';
 import { VERSION } from './version.js';
 
@@ -28,6 +29,7 @@ export interface Flowgate {
   readonly store: Store;
   readonly iam: Iam;
   readonly bus: EventBus;
+  readonly secrets: SecretStore;
   readonly app: HttpApp;
   readonly logger: Logger;
   /** The base URL it answers on (after {@link Flowgate.listen}). */
@@ -60,6 +62,8 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
   try {
     const applied = await store.migrate(ALL_MIGRATIONS);
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
+
+    const secrets = await createSecrets({ config: config.secrets, dataDir: config.dataDir, store, clock, logger });
 
     let listeningUrl: string | undefined;
     const issuer = () => config.server.publicUrl ?? listeningUrl ?? baseUrl(config.server.host, config.server.port);
@@ -101,6 +105,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       store,
       iam,
       bus: eventBus,
+      secrets: secrets.store,
       app: httpApp,
       logger,
       get url() {

@@ -1,6 +1,7 @@
 import { busMigrations } from './bus/index.js';
 import { iamMigrations } from './iam/index.js';
+import { secretsMigrations } from './secrets/index.js';
 import type { NamedMigration } from './storage/index.js';
 
 /** Every feature's migrations; the store applies them in name order. */
-export const ALL_MIGRATIONS: readonly NamedMigration[] = [...iamMigrations, ...busMigrations];
+export const ALL_MIGRATIONS: readonly NamedMigration[] = [...iamMigrations, ...busMigrations, ...secretsMigrations];

@@ -124,6 +124,17 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    secrets: Type.Object(
+      {
+        masterKey: Type.Optional(
+          Type.String({ minLength: 1, description: 'Base64 of 32 random bytes; several separated by commas, the first current. Default: the key file' }),
+        ),
+        masterKeyFile: Type.Optional(
+          Type.String({ minLength: 1, description: 'Master keys, one per line, the first current; created (mode 0600) when missing. Default: <dataDir>/master.key' }),
+        ),
+      },
+      { default: {}, additionalProperties: false },
+    ),
   },
   { additionalProperties: false },
 );

@@ -21,6 +21,7 @@ export const REDACTED_PATHS = [
   '*.code_verifier',
   '*.secret',
   '*.private_jwk',
+  '*.masterKey',
 ];
 
 export interface LoggerOptions {

@@ -2,12 +2,17 @@
  * The server as an operator runs it: `node dist/main.js` with FLOWGATE_* variables.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/kernel/index.js';
+import { ALL_MIGRATIONS } from '../../src/migrations.js';
+import { DataKeys, MasterKeyRing, SecretStore } from '../../src/secrets/index.js';
+import { openStore } from '../../src/storage/index.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 const dirs: string[] = [];
@@ -31,9 +36,13 @@ function freePort(): Promise<number> {
   });
 }
 
-function run(env: Record<string, string>) {
+function newDataDir(): string {
   const dataDir = mkdtempSync(join(tmpdir(), 'flowgate-proc-'));
   dirs.push(dataDir);
+  return dataDir;
+}
+
+function run(env: Record<string, string>, dataDir = newDataDir()) {
   const child = spawn(process.execPath, [MAIN], { cwd: dataDir, env: cleanEnv({ FLOWGATE_DATA_DIR: dataDir, ...env }) });
   let stdout = '';
   let stderr = '';
@@ -81,6 +90,31 @@ describe('the server process', () => {
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
     expect(proc.output().stdout).toContain('"msg":"flowgate stopped"');
+  });
+
+  it('creates a master key file on first start and says so; a wrong master key later stops the start', async () => {
+    const dataDir = newDataDir();
+    const port = await freePort();
+    const first = run({ FLOWGATE_PORT: String(port) }, dataDir);
+    await waitReady(`http://127.0.0.1:${port}`);
+    expect(first.output().stdout).toContain('generated a new master key file');
+    expect(statSync(join(dataDir, 'master.key')).mode & 0o777).toBe(0o600);
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+
+    // A secret sealed under that key, then a start with another key.
+    const store = await openStore({ dataDir });
+    await store.migrate(ALL_MIGRATIONS);
+    const ring = MasterKeyRing.load({ dataDir });
+    await new SecretStore(store, new DataKeys(store, ring, systemClock), systemClock).create('acme', { name: 'token', kind: 'generic', value: 'v' });
+    await store.close();
+    const wrongKey = randomBytes(32).toString('base64');
+    const second = run({ FLOWGATE_PORT: String(port), FLOWGATE_MASTER_KEY: wrongKey }, dataDir);
+    expect(await second.exited).toBe(1);
+    const { stderr, stdout } = second.output();
+    expect(stderr).toContain('The master key does not match this database');
+    expect(stderr).toContain(ring.current.id);
+    expect(stderr + stdout).not.toContain(wrongKey);
   });
 
   it('fails to start with a clear message when PostgreSQL cannot be reached', async () => {

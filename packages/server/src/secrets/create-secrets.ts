@@ -1,0 +1,34 @@
+import type { FlowgateConfig } from '../config/index.js';
+import type { Clock } from '../kernel/index.js';
+import type { Logger } from '../observability/index.js';
+import type { Store } from '../storage/index.js';
+import { DataKeys } from './data-keys.js';
+import { MasterKeyRing } from './master-keys.js';
+import { SecretStore } from './secret-store.js';
+
+export interface Secrets {
+  readonly store: SecretStore;
+  readonly keys: DataKeys;
+  readonly ring: MasterKeyRing;
+}
+
+export interface CreateSecretsOptions {
+  readonly config: FlowgateConfig['secrets'];
+  readonly dataDir: string;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+/**
+ * Loads the master keys (creating the key file on first start of the embedded default)
+ * and checks that they open this database's data keys: a wrong key stops the start.
+ */
+export async function createSecrets(options: CreateSecretsOptions): Promise<Secrets> {
+  const ring = MasterKeyRing.load({ masterKey: options.config.masterKey, masterKeyFile: options.config.masterKeyFile, dataDir: options.dataDir }, (file) =>
+    options.logger.warn({ file }, 'generated a new master key file (mode 0600); back it up: without it the secrets in this database cannot be read'),
+  );
+  const keys = new DataKeys(options.store, ring, options.clock);
+  await keys.checkMasterKeys();
+  return { store: new SecretStore(options.store, keys, options.clock), keys, ring };
+}

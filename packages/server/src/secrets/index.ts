@@ -1,0 +1,9 @@
+/**
+ * Secrets: per-tenant values sealed with envelope encryption (AES-256-GCM data keys per
+ * tenant, wrapped by master keys from FLOWGATE_MASTER_KEY or a key file).
+ */
+export { MasterKeyRing, masterKeyId, type MasterKey, type MasterKeySource } from './master-keys.js';
+export { DataKeys, type DataKey } from './data-keys.js';
+export { SecretStore, SECRET_KINDS, SECRET_NAME, type SecretKind, type SecretMetadata, type NewSecret, type SecretChange } from './secret-store.js';
+export { secretsMigrations, type SecretsTables } from './secrets.migrations.js';
+export { createSecrets, type Secrets, type CreateSecretsOptions } from './create-secrets.js';
