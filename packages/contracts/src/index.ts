@@ -7,3 +7,4 @@ export * from './scopes.js';
 export * from './api.schemas.js';
 export * from './events.js';
 export * from './bus.schemas.js';
+export * from './secrets.schemas.js';

@@ -7,7 +7,7 @@ import { createIam, type Iam, type SecretHasher } from './iam/index.js';
 import { systemClock, type Clock } from './kernel/index.js';
 import { ALL_MIGRATIONS } from './migrations.js';
 import { createHttpMetrics, createLogger, createMetricsRegistry, type Logger } from './observability/index.js';
-import { createSecrets, type SecretStore } from './secrets/index.js';
+import { createSecrets, registerSecretRoutes, type SecretStore } from './secrets/index.js';
 import { openStore, redactUrl, type Store } from './storage/index.js';
 import { VERSION } from './version.js';
 
@@ -96,6 +96,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     });
     await iam.registerRoutes(httpApp);
     await registerBusRoutes(httpApp, { bus });
+    registerSecretRoutes(httpApp, { secrets: secrets.store, audit });
     await httpApp.ready();
 
     let closing: Promise<void> | undefined;

@@ -10,7 +10,7 @@ import { clientContext, DEFAULT_URL, type ClientOptions } from './auth.js';
 import { registerBusCommands } from './bus-commands.js';
 import { CliError, type CliIo } from './io.js';
 import { DEFAULT_LOGIN_TIMEOUT_MS, login, logout } from './login.js';
-import { migrate, start } from './server-commands.js';
+import { migrate, rotateMaster, start } from './server-commands.js';
 
 type Action = (ctx: ReturnType<typeof clientContext>, command: Command) => Promise<void>;
 
@@ -40,6 +40,14 @@ $FLOWGATE_CLIENT_ID/$FLOWGATE_CLIENT_SECRET); else from the sign-in saved by "fl
     .description('apply pending database migrations, then exit')
     .option('--json', 'print the result as JSON')
     .action((options: { json?: boolean }) => migrate(io, options));
+  program
+    .command('secrets')
+    .description('server-side secret keys (run where the server runs, with its configuration)')
+    .command('rotate-master')
+    .description('make a new master key current and re-wrap every data key with it; servers keep running')
+    .option('--rewrap-only', 'do not add a key: re-wrap what an older key still wraps (finishes an interrupted rotation)')
+    .option('--json', 'print the result as JSON')
+    .action((options: { json?: boolean; rewrapOnly?: boolean }) => rotateMaster(io, options));
 
   // --- Sign-in -----------------------------------------------------------------------------
   program

@@ -1,5 +1,5 @@
 /**
- * `flowgate start` and `flowgate migrate`: the server side. The server's modules are
+ * `flowgate start`, `flowgate migrate` and `flowgate secrets rotate-master`: the server side. The server's modules are
  * loaded only when one of these runs, so the client commands start fast.
  */
 import { CliError, type CliIo } from './io.js';
@@ -42,6 +42,61 @@ export async function migrate(io: CliIo, options: { json?: boolean }): Promise<v
   } else {
     for (const name of applied) io.stdout.write(`applied ${name}\n`);
     io.stdout.write(`${applied.length} migration${applied.length === 1 ? '' : 's'} applied (${where})\n`);
+  }
+}
+
+/**
+ * `flowgate secrets rotate-master`: puts a new master key at the head of the key file and
+ * re-wraps every data key with it. Servers keep running: they read the key file again when
+ * they meet the new key's id. With FLOWGATE_MASTER_KEY, re-wraps to its first key.
+ */
+export async function rotateMaster(io: CliIo, options: { json?: boolean; rewrapOnly?: boolean }): Promise<void> {
+  const { loadConfig, ConfigError } = await import('../config/index.js');
+  let config;
+  try {
+    config = loadConfig({ env: io.env, cwd: io.cwd });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, 2);
+    throw err;
+  }
+  const [{ openStore, redactUrl }, { ALL_MIGRATIONS }, { MasterKeyRing, DataKeys }, { systemClock }] = await Promise.all([
+    import('../storage/index.js'),
+    import('../migrations.js'),
+    import('../secrets/index.js'),
+    import('../kernel/index.js'),
+  ]);
+  const where = config.database.url ? redactUrl(config.database.url) : `SQLite in ${config.dataDir}`;
+  let store;
+  try {
+    store = await openStore({ url: config.database.url, schema: config.database.schema, dataDir: config.dataDir, poolSize: config.database.poolSize });
+  } catch (err) {
+    throw new CliError(`cannot open the database (${where}): ${describe(err)}`);
+  }
+  try {
+    await store.migrate(ALL_MIGRATIONS);
+    const ring = MasterKeyRing.load({ masterKey: config.secrets.masterKey, masterKeyFile: config.secrets.masterKeyFile, dataDir: config.dataDir });
+    const keys = new DataKeys(store, ring, systemClock);
+    // Refuse before touching anything if these keys cannot open what is stored.
+    await keys.checkMasterKeys();
+    const fromFile = config.secrets.masterKey === undefined;
+    const previous = ring.current.id;
+    const current = fromFile && !options.rewrapOnly ? ring.addNewKey().id : previous;
+    const { rewrapped, total } = await keys.rewrapAll();
+    if (options.json) {
+      printJson(io.stdout, { database: where, masterKeyId: current, previousMasterKeyId: previous, rewrapped, dataKeys: total });
+      return;
+    }
+    io.stdout.write(current === previous ? `master key ${current} is current\n` : `new master key ${current} is current; ${previous} was\n`);
+    io.stdout.write(`re-wrapped ${rewrapped} of ${total} data key${total === 1 ? '' : 's'} (${where})\n`);
+    io.stdout.write(
+      fromFile
+        ? 'Keep the older keys in the key file until every running server has read it again (each does when it first meets the new key); then they may go.\n'
+        : 'Every data key is now under the first key of FLOWGATE_MASTER_KEY; the others may be removed from it.\n',
+    );
+  } catch (err) {
+    throw new CliError(`${describe(err)} (${where})`);
+  } finally {
+    await store.close();
   }
 }
 

@@ -4,6 +4,7 @@
  */
 export { MasterKeyRing, masterKeyId, type MasterKey, type MasterKeySource } from './master-keys.js';
 export { DataKeys, type DataKey } from './data-keys.js';
-export { SecretStore, SECRET_KINDS, SECRET_NAME, type SecretKind, type SecretMetadata, type NewSecret, type SecretChange } from './secret-store.js';
+export { SecretStore, type SecretMetadata, type NewSecret, type SecretChange } from './secret-store.js';
+export { registerSecretRoutes } from './secrets.routes.js';
 export { secretsMigrations, type SecretsTables } from './secrets.migrations.js';
 export { createSecrets, type Secrets, type CreateSecretsOptions } from './create-secrets.js';

@@ -1,3 +1,4 @@
+import { SECRET_NAME_PATTERN_SOURCE, type SecretKind } from '@flowgate/contracts';
 import type { Kysely } from 'kysely';
 import { FlowgateError } from '../errors/index.js';
 import type { Clock } from '../kernel/index.js';
@@ -8,9 +9,6 @@ import type { SecretsTables } from './secrets.migrations.js';
 
 type Db = Kysely<SecretsTables>;
 
-/** What a secret holds. */
-export const SECRET_KINDS = ['generic', 'api_key', 'password', 'oauth2', 'certificate'] as const;
-export type SecretKind = (typeof SECRET_KINDS)[number];
 
 /** A secret as the API shows it: everything but the value. */
 export interface SecretMetadata {
@@ -35,8 +33,7 @@ export interface SecretChange {
   readonly description?: string | null | undefined;
 }
 
-/** A name that a flow can refer to as `{{secrets.<name>}}`. */
-export const SECRET_NAME = /^[a-z][a-z0-9_]{0,99}$/;
+const SECRET_NAME = new RegExp(SECRET_NAME_PATTERN_SOURCE);
 
 /**
  * A tenant's secrets, sealed with the tenant's data key (AES-256-GCM, bound to tenant and

@@ -10,7 +10,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/kernel/index.js';
 import { ALL_MIGRATIONS } from '../../src/migrations.js';
+import { DataKeys, MasterKeyRing, SecretStore, type SecretsTables } from '../../src/secrets/index.js';
+import { openStore } from '../../src/storage/index.js';
 import { api, clientToken, postForm } from '../support/http.js';
 import { createTenant, createUser, submitLoginAt, type TenantOwner } from '../support/iam.js';
 import { ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, startTestServer, type TestServer } from '../support/server.js';
@@ -322,5 +325,40 @@ describe('flowgate CLI', () => {
     expect(bad.stdout).toBe('');
     expect(bad.stderr).toContain('FLOWGATE_PORT: must be an integer');
     expectNoSecretsOnStderr();
+  });
+
+  it('rotates the master key: a new key heads the key file, every data key moves to it, secrets still open', async () => {
+    const dataDir = join(root, 'rotate');
+    mkdirSync(dataDir);
+    const store = await openStore({ dataDir });
+    await store.migrate(ALL_MIGRATIONS);
+    const before = MasterKeyRing.load({ dataDir });
+    await new SecretStore(store, new DataKeys(store, before, systemClock), systemClock).create('acme', { name: 'token', kind: 'generic', value: 'still-readable' });
+    await store.close();
+
+    const env = { FLOWGATE_DATA_DIR: dataDir };
+    const rotated = track(await runCli(['secrets', 'rotate-master', '--json'], env, dataDir));
+    expect(rotated.code).toBe(0);
+    const result = JSON.parse(rotated.stdout) as { masterKeyId: string; previousMasterKeyId: string; rewrapped: number; dataKeys: number };
+    expect(result).toMatchObject({ previousMasterKeyId: before.current.id, rewrapped: 1, dataKeys: 1 });
+    expect(result.masterKeyId).not.toBe(before.current.id);
+
+    const after = MasterKeyRing.load({ dataDir });
+    expect(after.ids).toEqual([result.masterKeyId, before.current.id]);
+    const reopened = await openStore({ dataDir });
+    try {
+      const keys = new DataKeys(reopened, after, systemClock);
+      expect(await new SecretStore(reopened, keys, systemClock).reveal('acme', 'token')).toBe('still-readable');
+      const wrapped = await reopened.db<SecretsTables>().selectFrom('secret_data_keys').select('master_key_id').execute();
+      expect(wrapped).toEqual([{ master_key_id: result.masterKeyId }]);
+    } finally {
+      await reopened.close();
+    }
+
+    const again = track(await runCli(['secrets', 'rotate-master', '--rewrap-only'], env, dataDir));
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain(`master key ${result.masterKeyId} is current`);
+    expect(again.stdout).toContain('re-wrapped 0 of 1 data key');
+    expect(again.stdout + again.stderr).not.toContain(after.current.key.toString('base64'));
   });
 });

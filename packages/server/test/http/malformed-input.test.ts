@@ -32,6 +32,8 @@ const VALID_BODIES: Record<string, Record<string, unknown>> = {
   'POST /api/v1/users': { username: 'valid-user', password: 'a long enough password', role: 'viewer' },
   'PATCH /api/v1/users/{id}': { display_name: 'Valid Name' },
   'PUT /api/v1/members/{id}': { role: 'viewer' },
+  'POST /api/v1/secrets': { name: 'valid_secret', value: 'x' },
+  'PATCH /api/v1/secrets/{name}': { description: 'valid' },
 };
 
 const OAUTH_FORMS = ['/oauth/token', '/oauth/introspect', '/oauth/revoke'] as const;
