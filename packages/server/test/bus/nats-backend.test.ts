@@ -7,7 +7,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EventEnvelope } from '@flowgate/contracts';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { connectNatsBusBackend, type NatsBusBackend } from '../../src/bus/backends/nats/nats-bus-backend.js';
+import { BusNames } from '../../src/bus/backends/nats/subjects.js';
 import type { ConsumerHandle, Delivery, GroupSpec, StoredEvent } from '../../src/bus/bus-backend.js';
 import { globFilter, regexFilter, topicFilter } from '../../src/bus/topic-filter.js';
 import { systemClock } from '../../src/kernel/clock.js';
@@ -118,6 +121,49 @@ describe('NATS bus backend', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it('never holds more than maxInFlight while pulls are queued ahead, and delivers each event once', async () => {
+    const open: Delivery[] = [];
+    let most = 0;
+    const { seen } = await join(spec('window', { maxInFlight: 8 }), (d) => {
+      open.push(d);
+      most = Math.max(most, open.length);
+    });
+    await publish('orders.created', Array.from({ length: 300 }, (_, i) => i));
+    // Acks in small groups, so capacity comes back a little at a time while pulls are open.
+    await waitFor('300 deliveries', async () => {
+      await Promise.all(open.splice(0, 3).map((d) => d.ack()));
+      return seen.length >= 300;
+    });
+    await Promise.all(open.splice(0).map((d) => d.ack()));
+    await sleep(300);
+    expect(most).toBeLessThanOrEqual(8);
+    expect(seen.map(payloadOf).sort((x, y) => x - y)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+  });
+
+  it('resolves an ack only once the server recorded it, many acks at once included', async () => {
+    const held: Delivery[] = [];
+    await join(spec('recorded', { maxInFlight: 500 }), (d) => held.push(d));
+    await publish('orders.created', Array.from({ length: 400 }, (_, i) => i));
+    await waitFor('400 deliveries', () => held.length >= 400);
+    await Promise.all(held.map((d) => d.ack()));
+    // No polling: once the acks resolved, the group has nothing left.
+    expect((await backend.groups({ tenant }))[0]!.lag).toEqual([{ tenant, pending: 0, inFlight: 0 }]);
+  });
+
+  it('publishes again to a topic whose stream was deleted behind its back', async () => {
+    await publish('orders.created', [1, 2]);
+    const nc = await connect({ servers: NATS_URL.replace(/^nats:\/\//, '') });
+    try {
+      await (await jetstreamManager(nc)).streams.delete(new BusNames(backend.prefix).streamName(tenant, 'orders.created'));
+    } finally {
+      await nc.close();
+    }
+    const [again] = await publish('orders.created', [3]);
+    expect(again!.seq).toBe(1);
+    const left = await backend.read({ tenant, topic: 'orders.created', from: { kind: 'earliest' }, limit: 10 });
+    expect(left.map(payloadOf)).toEqual([3]);
   });
 
   it('redelivers a nacked event with deliveries = 2', async () => {

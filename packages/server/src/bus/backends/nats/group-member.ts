@@ -1,33 +1,46 @@
 import type { EventEnvelope } from '@flowgate/contracts';
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import { FlowgateError } from '../../../errors/index.js';
 import type { Logger } from '../../../observability/index.js';
 import type { Delivery, StoredEvent } from '../../bus-backend.js';
+import { AckBatcher } from './ack-batcher.js';
 import type { GroupConsumers } from './group-consumers.js';
 import type { TopicStream } from './subjects.js';
 import type { TopicStreams } from './topic-streams.js';
 
 /**
  * A pull request's lifetime when every stream of the member has one open. Short, because
- * a closing member waits for its open pulls to end (see {@link GroupMember.close}).
+ * a closing member waits for its open pulls to end (see {@link GroupMember.close}); long
+ * enough that an idle member asks only every couple of seconds. A busy stream never waits
+ * for it: its pulls end when their batch is full, and the next one is already queued.
  */
 const LONG_PULL_MS = 2000;
 /** ...and when streams take turns for scarce capacity (the client's minimum). */
 const SHORT_PULL_MS = 1000;
 /** Wait before pulling again from a stream whose consumer failed. */
 const RETRY_MS = 1000;
+/**
+ * Pull requests open at once on one stream. While one is being served the next waits in
+ * the server, so messages keep coming without a round trip between batches. The server
+ * queues at most 512 per consumer (`max_waiting`), across every member.
+ */
+const MAX_PULLS = 3;
+
+/** One pull request: what it asked for and may still bring. */
+interface Pull {
+  left: number;
+  messages: ConsumerMessages | undefined;
+}
 
 /** One stream this member pulls from. */
 interface Slot {
   readonly ts: TopicStream;
   consumer: Consumer | undefined;
   preparing: boolean;
-  /** The open pull request; at most one per stream. */
-  pull: ConsumerMessages | undefined;
-  /** Settles when the open pull request has ended. */
-  pulling: Promise<void> | undefined;
-  /** Messages asked for by the open pull and not yet arrived. */
-  reserved: number;
+  readonly pulls: Set<Pull>;
+  /** Settle when their pull request has ended (close waits for them). */
+  readonly pulling: Set<Promise<void>>;
+  /** The open pulls have brought something: the stream is busy, worth asking ahead. */
+  flowing: boolean;
   retryAt: number;
 }
 
@@ -38,7 +51,11 @@ interface Held {
   readonly key: string | undefined;
   readonly event: StoredEvent;
   readonly generation: number;
-  timer?: NodeJS.Timeout;
+  readonly stream: string;
+  /** When the server redelivers it (performance.now()); set when handed out. */
+  deadline: number;
+  /** Nacked by close: a later ack must not be sent. */
+  returned: boolean;
 }
 
 export interface MemberOptions {
@@ -52,24 +69,30 @@ export interface MemberOptions {
 /**
  * One member of a consumer group: pulls from the group's durable consumer on every
  * matching stream, never holding more than `maxInFlight` messages, counting the ones
- * a pull has asked for and not yet received. Streams take turns for free capacity so a
+ * its pulls have asked for and not yet received. Streams take turns for free capacity so a
  * busy topic does not starve the others. Within the member, events that share a key are
  * handed out one at a time, in stream order; one held back is kept alive with
  * `working()` so its ack deadline does not pass while it waits.
  */
 export class GroupMember {
   private slots = new Map<string, Slot>();
+  /** Handed out and not settled; insertion order is deadline order (one ack timeout). */
   private readonly held = new Map<string, Held>();
   private readonly waiting: Held[] = [];
   private readonly busyKeys = new Map<string, number>();
   /** Messages that arrived after close began; handed back with the rest. */
   private readonly returning: JsMsg[] = [];
+  /** Messages asked for by open pulls and not yet arrived, over every stream. */
+  private reserved = 0;
   private generation = 0;
   private turn = 0;
   private closed = false;
+  private pumpQueued = false;
+  private readonly acks = new AckBatcher();
   private unlisten: (() => void) | undefined;
   private keepAlive: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly group: GroupConsumers,
@@ -90,16 +113,15 @@ export class GroupMember {
 
   private attach(ts: TopicStream): void {
     if (this.closed || this.slots.has(ts.stream) || !this.group.covers(ts)) return;
-    this.slots.set(ts.stream, { ts, consumer: undefined, preparing: false, pull: undefined, pulling: undefined, reserved: 0, retryAt: 0 });
+    this.slots.set(ts.stream, newSlot(ts));
     this.pump();
   }
 
   /** After a seek: what was held is forgotten (the consumers are new), pulls start over. */
   reset(): void {
     this.generation++;
-    for (const slot of this.slots.values()) void slot.pull?.close();
-    this.slots = new Map([...this.slots.values()].map((s) => [s.ts.stream, { ...s, consumer: undefined, preparing: false, pull: undefined, pulling: undefined, reserved: 0, retryAt: 0 }]));
-    for (const h of [...this.held.values(), ...this.waiting]) clearTimeout(h.timer);
+    this.abandon();
+    this.slots = new Map([...this.slots.values()].map((s) => [s.ts.stream, newSlot(s.ts)]));
     this.held.clear();
     this.waiting.length = 0;
     this.busyKeys.clear();
@@ -110,7 +132,7 @@ export class GroupMember {
   stop(): void {
     this.generation++;
     this.shutDown();
-    for (const slot of this.slots.values()) void slot.pull?.close();
+    this.abandon();
     this.held.clear();
     this.waiting.length = 0;
   }
@@ -124,12 +146,15 @@ export class GroupMember {
   async close(): Promise<void> {
     if (this.closed) return;
     this.shutDown();
-    await Promise.all([...this.slots.values()].flatMap((slot) => (slot.pulling ? [slot.pulling] : [])));
-    const held = [...[...this.held.values(), ...this.waiting].map((h) => h.msg), ...this.returning];
+    this.acks.flush();
+    await Promise.all([...this.slots.values()].flatMap((slot) => [...slot.pulling]));
+    const held = [...this.held.values(), ...this.waiting];
+    for (const h of held) h.returned = true;
+    const msgs = [...held.map((h) => h.msg), ...this.returning];
     this.held.clear();
     this.waiting.length = 0;
     this.returning.length = 0;
-    for (const msg of held) msg.nak();
+    for (const msg of msgs) msg.nak();
     await this.options.flush().catch((error: unknown) => this.options.logger.warn({ err: error }, 'bus member could not hand back its deliveries'));
   }
 
@@ -138,29 +163,47 @@ export class GroupMember {
     this.unlisten?.();
     clearInterval(this.keepAlive);
     clearTimeout(this.retryTimer);
-    for (const h of [...this.held.values(), ...this.waiting]) clearTimeout(h.timer);
+    clearTimeout(this.expiryTimer);
   }
 
-  /** Hands free capacity to streams in turn; called whenever something changes. */
+  /** The consumers are gone or new: end the pulls, and keep acks for the old ones unsent. */
+  private abandon(): void {
+    for (const slot of this.slots.values()) {
+      for (const pull of slot.pulls) {
+        this.reserved -= pull.left;
+        pull.left = 0;
+        void pull.messages?.close();
+      }
+    }
+    this.acks.discard();
+  }
+
+  /** Hands free capacity to streams; many changes in one turn cost one pass. */
   private pump(): void {
-    if (this.closed) return;
+    if (this.pumpQueued || this.closed) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => {
+      this.pumpQueued = false;
+      this.pumpNow();
+    });
+  }
+
+  private pumpNow(): void {
+    if (this.closed || this.slots.size === 0) return;
     const slots = [...this.slots.values()];
-    if (slots.length === 0) return;
     const now = Date.now();
-    let reserved = 0;
-    for (const s of slots) reserved += s.reserved;
-    let free = this.options.maxInFlight - this.held.size - this.waiting.length - reserved;
-    const idle: Slot[] = [];
+    let free = this.options.maxInFlight - this.held.size - this.waiting.length - this.reserved;
+    const starving: Slot[] = [];
+    const flowing: Slot[] = [];
     let retrying = false;
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[(this.turn + i) % slots.length]!;
-      if (slot.pulling !== undefined || slot.preparing) continue;
-      if (slot.retryAt > now) {
-        retrying = true;
-        continue;
-      }
-      if (!slot.consumer) void this.prepare(slot);
-      else idle.push(slot);
+      if (slot.preparing) continue;
+      if (!slot.consumer) {
+        if (slot.retryAt > now) retrying = true;
+        else void this.prepare(slot);
+      } else if (slot.pulls.size === 0) starving.push(slot);
+      else if (slot.flowing && slot.pulls.size < MAX_PULLS) flowing.push(slot);
     }
     this.turn = (this.turn + 1) % slots.length;
     if (retrying && this.retryTimer === undefined) {
@@ -170,14 +213,27 @@ export class GroupMember {
       }, RETRY_MS);
       this.retryTimer.unref();
     }
-    if (free <= 0 || idle.length === 0) return;
-    const expires = free >= idle.length ? LONG_PULL_MS : SHORT_PULL_MS;
-    const share = Math.max(1, Math.floor(free / idle.length));
-    for (const slot of idle) {
-      if (free <= 0) break;
+    if (free <= 0) return;
+    // A stream without an open pull receives nothing: those come first.
+    if (starving.length > 0) {
+      const expires = free >= starving.length ? LONG_PULL_MS : SHORT_PULL_MS;
+      const share = Math.max(1, Math.floor(free / starving.length));
+      for (const slot of starving) {
+        if (free <= 0) return;
+        const batch = Math.min(share, free);
+        free -= batch;
+        this.pull(slot, batch, expires);
+      }
+    }
+    // Then ask ahead on busy streams, in batches worth a request.
+    const ahead = Math.max(1, Math.floor(this.options.maxInFlight / 4));
+    if (free < ahead || flowing.length === 0) return;
+    const share = Math.max(ahead, Math.floor(free / flowing.length));
+    for (const slot of flowing) {
+      if (free < ahead) return;
       const batch = Math.min(share, free);
       free -= batch;
-      this.pull(slot, batch, expires);
+      this.pull(slot, batch, LONG_PULL_MS);
     }
   }
 
@@ -197,16 +253,22 @@ export class GroupMember {
   private pull(slot: Slot, batch: number, expires: number): void {
     const consumer = slot.consumer!;
     const generation = this.generation;
-    slot.reserved = batch;
+    const pull: Pull = { left: batch, messages: undefined };
+    slot.pulls.add(pull);
+    this.reserved += batch;
     const current = () => !this.closed && generation === this.generation;
-    slot.pulling = (async () => {
+    const done = (async () => {
       try {
         const messages = await consumer.fetch({ max_messages: batch, expires });
-        slot.pull = messages;
+        pull.messages = messages;
         if (generation !== this.generation) await messages.close();
         for await (const msg of messages) {
-          slot.reserved = Math.max(0, slot.reserved - 1);
-          if (current()) this.receive(slot.ts, msg);
+          if (pull.left > 0) {
+            pull.left--;
+            this.reserved--;
+          }
+          slot.flowing = true;
+          if (current()) this.receive(slot, msg);
           // Closing (see close); after a seek or a deleted group the consumer is gone.
           else if (generation === this.generation) this.returning.push(msg);
         }
@@ -218,15 +280,20 @@ export class GroupMember {
           slot.retryAt = Date.now() + RETRY_MS;
         }
       } finally {
-        slot.pull = undefined;
-        slot.pulling = undefined;
-        slot.reserved = 0;
+        // Ran out before its batch was full: the stream has gone quiet.
+        if (pull.left > 0) slot.flowing = false;
+        this.reserved -= pull.left;
+        pull.left = 0;
+        slot.pulls.delete(pull);
         this.pump();
       }
     })();
+    slot.pulling.add(done);
+    void done.finally(() => slot.pulling.delete(done));
   }
 
-  private receive(ts: TopicStream, msg: JsMsg): void {
+  private receive(slot: Slot, msg: JsMsg): void {
+    const ts = slot.ts;
     const id = `${ts.stream}#${msg.seq}`;
     // The server sends a message again when its ack deadline passed: a copy still held
     // here is stale.
@@ -239,8 +306,9 @@ export class GroupMember {
       msg.term();
       return;
     }
-    const held: Held = { id, msg, key: envelope.headers.key, event: { seq: msg.seq, tenant: ts.tenant, topic: ts.topic, envelope }, generation: this.generation };
-    if (held.key !== undefined && this.busyKeys.has(held.key)) this.waiting.push(held);
+    const key = envelope.headers.key;
+    const held: Held = { id, msg, key, event: { seq: msg.seq, tenant: ts.tenant, topic: ts.topic, envelope }, generation: this.generation, stream: ts.stream, deadline: 0, returned: false };
+    if (key !== undefined && this.busyKeys.has(key)) this.waiting.push(held);
     else this.handOut(held);
   }
 
@@ -248,31 +316,28 @@ export class GroupMember {
     this.held.set(held.id, held);
     if (held.key !== undefined) this.busyKeys.set(held.key, (this.busyKeys.get(held.key) ?? 0) + 1);
     // Past the ack timeout the server redelivers it, maybe elsewhere: stop counting it.
-    held.timer = setTimeout(() => this.release(held), this.options.ackTimeoutMs);
-    held.timer.unref();
+    held.deadline = performance.now() + this.options.ackTimeoutMs;
+    if (this.expiryTimer === undefined) this.armExpiry();
     let settled = false;
     const { msg } = held;
     const delivery: Delivery = {
       event: held.event,
       deliveries: msg.info.deliveryCount,
       lastError: undefined,
-      ack: async () => {
-        if (settled) return;
+      ack: () => {
+        if (settled) return Promise.resolve();
         settled = true;
         this.release(held);
         // A seek forgets deliveries in flight: their ack must not touch the new consumer.
-        if (held.generation !== this.generation) return;
-        try {
-          await msg.ackAck();
-        } catch (error) {
-          throw new FlowgateError('FLOWGATE_ERR_BUS_UNAVAILABLE', 'The ack could not be recorded.', { cause: error });
-        }
+        // One handed back at close was nacked already.
+        if (held.generation !== this.generation || held.returned) return Promise.resolve();
+        return this.acks.add(held.stream, msg);
       },
       nack: async (delayMs: number) => {
         if (settled) return;
         settled = true;
         this.release(held);
-        if (held.generation !== this.generation) return;
+        if (held.generation !== this.generation || held.returned) return;
         msg.nak(Math.max(0, Math.round(delayMs)));
         await this.options.flush();
       },
@@ -282,6 +347,25 @@ export class GroupMember {
     } catch (error) {
       this.options.logger.error({ err: error, group: this.group.record.name }, 'bus consumer threw synchronously');
     }
+  }
+
+  /** Releases what outlived its ack timeout; one timer, for the oldest delivery held. */
+  private armExpiry(): void {
+    const first = this.held.values().next();
+    if (first.done === true || this.closed) return;
+    this.expiryTimer = setTimeout(
+      () => {
+        this.expiryTimer = undefined;
+        const now = performance.now();
+        for (const h of this.held.values()) {
+          if (h.deadline > now) break;
+          this.release(h);
+        }
+        if (this.expiryTimer === undefined) this.armExpiry();
+      },
+      Math.max(0, first.value.deadline - performance.now()),
+    );
+    this.expiryTimer.unref();
   }
 
   /** The member no longer holds `held`; a message waiting for its key may go out. */
@@ -294,7 +378,6 @@ export class GroupMember {
 
   private forget(held: Held): void {
     this.held.delete(held.id);
-    clearTimeout(held.timer);
     if (held.key === undefined) return;
     const n = (this.busyKeys.get(held.key) ?? 1) - 1;
     if (n > 0) this.busyKeys.set(held.key, n);
@@ -305,19 +388,24 @@ export class GroupMember {
   private drop(id: string): void {
     const held = this.held.get(id);
     if (held) this.forget(held);
-    const index = this.waiting.findIndex((w) => w.id === id);
+    const index = this.waiting.length === 0 ? -1 : this.waiting.findIndex((w) => w.id === id);
     if (index >= 0) this.waiting.splice(index, 1);
     if (held || index >= 0) this.promote();
   }
 
   /** Hands out, in arrival order, waiting messages whose key is free again. */
   private promote(): void {
-    // Re-scans after each hand-out: a synchronous ack inside `deliver` may free more keys.
-    for (;;) {
+    // Closing: what waits is handed back, not out. Re-scans after each hand-out: a
+    // synchronous ack inside `deliver` may free more keys.
+    while (!this.closed && this.waiting.length > 0) {
       const index = this.waiting.findIndex((w) => w.key === undefined || !this.busyKeys.has(w.key));
       if (index < 0) return;
       const [next] = this.waiting.splice(index, 1);
       this.handOut(next!);
     }
   }
+}
+
+function newSlot(ts: TopicStream): Slot {
+  return { ts, consumer: undefined, preparing: false, pulls: new Set(), pulling: new Set(), flowing: false, retryAt: 0 };
 }

@@ -1,5 +1,5 @@
 import type { EventEnvelope } from '@flowgate/contracts';
-import { jetstreamManager, JetStreamApiCodes, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
+import { jetstreamManager, JetStreamApiCodes, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { FlowgateError } from '../../../errors/index.js';
 import type { Clock } from '../../../kernel/index.js';
@@ -26,6 +26,7 @@ import { formatTopicFilter } from '../../topic-filter.js';
 import { covers, deleteConsumer, ensureConsumer, GroupConsumers } from './group-consumers.js';
 import { GroupMember } from './group-member.js';
 import { GroupRegistry, notFound, type GroupRecord } from './group-registry.js';
+import { JetStreamPublisher, type PublishAck } from './jetstream-publisher.js';
 import { BusNames, isValidPrefix, redactUrl, type TopicStream } from './subjects.js';
 import { isCode, TopicStreams } from './topic-streams.js';
 import { orderedStart, TopicWatcher } from './topic-watcher.js';
@@ -34,6 +35,7 @@ import { orderedStart, TopicWatcher } from './topic-watcher.js';
 const DUPLICATE_WINDOW_MS = 2 * 60_000;
 /** How long a read waits for messages it knows are there. */
 const READ_EXPIRES_MS = 5000;
+const encoder = new TextEncoder();
 
 export interface NatsBusOptions {
   readonly clock: Clock;
@@ -99,6 +101,7 @@ export class NatsBusBackend implements BusBackend {
   private readonly names: BusNames;
   private readonly streams: TopicStreams;
   private readonly registry: GroupRegistry;
+  private readonly publisher: JetStreamPublisher;
   /** Groups with members in this process, by scope and name. */
   private readonly groupsHere = new Map<string, GroupConsumers>();
   private readonly closers = new Set<() => Promise<void>>();
@@ -113,6 +116,7 @@ export class NatsBusBackend implements BusBackend {
     this.names = new BusNames(options.prefix ?? 'fg');
     this.streams = new TopicStreams(jsm, this.names, options.logger);
     this.registry = new GroupRegistry(this.js, jsm, this.names, options.clock);
+    this.publisher = new JetStreamPublisher(nc);
   }
 
   /** The namespace of every subject, stream and group record of this bus. */
@@ -129,27 +133,28 @@ export class NatsBusBackend implements BusBackend {
     this.assertOpen();
     if (events.length === 0) return [];
     try {
-      const targets = await Promise.all(events.map((e) => this.streams.ensure(e.tenant, e.topic)));
-      // Published concurrently, in order on the one connection, so a topic's sequence
-      // follows the batch; the msg id makes a retried publish (outbox relay) a no-op.
-      const acks = await Promise.all(events.map((e, i) => this.publish(targets[i]!, e.envelope)));
+      // Once a stream is known the lookup is synchronous: no await before the wire on the
+      // usual path, so the publishes of many callers leave in few writes.
+      let targets: (TopicStream | undefined)[] = events.map((e) => this.streams.existing(e.tenant, e.topic));
+      if (targets.includes(undefined)) targets = await Promise.all(events.map((e) => this.streams.ensure(e.tenant, e.topic)));
+      // Published back to back on the one connection, so a topic's sequence follows the
+      // batch; the msg id makes a retried publish (outbox relay) a no-op.
+      const acks = events.length === 1 ? [await this.publish(targets[0]!, events[0]!.envelope)] : await Promise.all(events.map((e, i) => this.publish(targets[i]!, e.envelope)));
       return events.map((e, i) => ({ seq: acks[i]!.seq, tenant: e.tenant, topic: e.topic, envelope: e.envelope }));
     } catch (cause) {
       throw new FlowgateError('FLOWGATE_ERR_BUS_UNAVAILABLE', 'The events could not be stored.', { cause });
     }
   }
 
-  private async publish(ts: TopicStream, envelope: EventEnvelope): Promise<PubAck> {
-    const body = JSON.stringify(envelope);
-    try {
-      return await this.js.publish(ts.subject, body, { msgID: envelope.id, retries: 0 });
-    } catch (error) {
+  private publish(ts: TopicStream, envelope: EventEnvelope): Promise<PublishAck> {
+    const body = encoder.encode(JSON.stringify(envelope));
+    return this.publisher.publish(ts.subject, body, envelope.id).catch(async (error: unknown) => {
       // The stream may have been deleted behind our back: check it once and retry.
       this.options.logger.warn({ err: error, stream: ts.stream }, 'bus publish failed; checking the stream');
-      this.streams.forget(ts.stream);
+      this.streams.forget(ts);
       await this.streams.ensure(ts.tenant, ts.topic);
-      return this.js.publish(ts.subject, body, { msgID: envelope.id });
-    }
+      return this.publisher.publish(ts.subject, body, envelope.id);
+    });
   }
 
   async read(query: ReadQuery): Promise<StoredEvent[]> {
@@ -309,6 +314,8 @@ export class NatsBusBackend implements BusBackend {
     this.groupsHere.clear();
     this.streams.close();
     await this.nc.drain().catch(() => this.nc.close());
+    // A publish whose answer the drain cut off fails now rather than at its timeout.
+    this.publisher.close();
   }
 
   /** Deletes every stream of this prefix: events, consumers and group records. For tests. */

@@ -12,6 +12,8 @@ const DISCOVERY_MS = 1000;
  */
 export class TopicStreams {
   private readonly known = new Map<string, TopicStream>();
+  /** Streams known to exist, by tenant and topic: the publish path's lookup, without hashing. */
+  private readonly ready = new Map<string, TopicStream>();
   private readonly creating = new Map<string, Promise<void>>();
   private readonly listeners = new Set<(stream: TopicStream) => void>();
   private timer: NodeJS.Timeout | undefined;
@@ -23,10 +25,16 @@ export class TopicStreams {
     private readonly logger: Logger,
   ) {}
 
-  /** Makes sure the topic's stream exists; cached, so usually free. */
+  /** The topic's stream when this process knows it exists; synchronous, for the publish path. */
+  existing(tenant: string, topic: string): TopicStream | undefined {
+    return this.ready.get(readyKey(tenant, topic));
+  }
+
+  /** Makes sure the topic's stream exists; see {@link existing} for the cached case. */
   ensure(tenant: string, topic: string): Promise<TopicStream> {
+    const cached = this.existing(tenant, topic);
+    if (cached) return Promise.resolve(cached);
     const ts = this.names.topicStream(tenant, topic);
-    if (this.known.has(ts.stream)) return Promise.resolve(ts);
     let pending = this.creating.get(ts.stream);
     if (!pending) {
       pending = this.create(ts).finally(() => this.creating.delete(ts.stream));
@@ -36,8 +44,9 @@ export class TopicStreams {
   }
 
   /** Forgets a stream, so the next {@link ensure} checks the server again. */
-  forget(stream: string): void {
-    this.known.delete(stream);
+  forget(ts: TopicStream): void {
+    this.known.delete(ts.stream);
+    this.ready.delete(readyKey(ts.tenant, ts.topic));
   }
 
   private async create(ts: TopicStream): Promise<void> {
@@ -99,6 +108,7 @@ export class TopicStreams {
   }
 
   private learn(ts: TopicStream): void {
+    this.ready.set(readyKey(ts.tenant, ts.topic), ts);
     if (this.known.has(ts.stream)) return;
     this.known.set(ts.stream, ts);
     for (const listener of [...this.listeners]) {
@@ -121,6 +131,10 @@ export class TopicStreams {
     }, DISCOVERY_MS);
     this.timer.unref();
   }
+}
+
+function readyKey(tenant: string, topic: string): string {
+  return `${tenant} ${topic}`;
 }
 
 /** Whether `error` is a JetStream API error with this error code. */
