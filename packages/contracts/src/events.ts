@@ -52,6 +52,14 @@ export function isSystemTopic(name: string): boolean {
   return name.startsWith('_');
 }
 
+/**
+ * Whether only Flowgate may publish to a topic: its own (`_…`) and the audit topics
+ * (`audit.…`), which a tenant may read but never write, so it cannot forge its audit log.
+ */
+export function isReservedTopic(name: string): boolean {
+  return isSystemTopic(name) || name === 'audit' || name.startsWith('audit.');
+}
+
 /** The dead-letter topic of a consumer group. */
 export function deadLetterTopic(group: string): string {
   return `_dlq.${group}`;

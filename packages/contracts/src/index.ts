@@ -8,3 +8,4 @@ export * from './api.schemas.js';
 export * from './events.js';
 export * from './bus.schemas.js';
 export * from './secrets.schemas.js';
+export * from './audit.schemas.js';

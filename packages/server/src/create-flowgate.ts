@@ -1,10 +1,10 @@
 import type { DestinationStream } from 'pino';
-import { createLogAuditRecorder, type AuditRecorder } from './audit/index.js';
+import { AuditService, BusAuditRecorder, createCheckpointSigner, registerAuditRoutes } from './audit/index.js';
 import { createEventBus, registerBusRoutes, type EventBus } from './bus/index.js';
 import type { FlowgateConfig } from './config/index.js';
 import { createHttpApp, registerHealthRoutes, type HttpApp } from './http/index.js';
 import { createIam, type Iam, type SecretHasher } from './iam/index.js';
-import { systemClock, type Clock } from './kernel/index.js';
+import { systemClock, type AuditRecorder, type Clock } from './kernel/index.js';
 import { ALL_MIGRATIONS } from './migrations.js';
 import { createHttpMetrics, createLogger, createMetricsRegistry, type Logger } from './observability/index.js';
 import { createSecrets, registerSecretRoutes, type SecretStore } from './secrets/index.js';
@@ -48,7 +48,10 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
   const clock = options.clock ?? systemClock;
   const logger = createLogger({ level: config.log.level, ...(options.logDestination ? { destination: options.logDestination } : {}) });
   const registry = createMetricsRegistry();
-  const audit = options.audit ?? createLogAuditRecorder(logger);
+  // Audit events go to the audit log through the bus once it is up (below); an embedder's
+  // recorder (tests read events back from one) receives them too.
+  const recorders: AuditRecorder[] = options.audit ? [options.audit] : [];
+  const audit: AuditRecorder = { record: (event) => recorders.forEach((r) => r.record(event)) };
 
   const store = await openStore({
     url: config.database.url,
@@ -65,6 +68,9 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
 
     const secrets = await createSecrets({ config: config.secrets, dataDir: config.dataDir, store, clock, logger });
 
+    bus = await createEventBus({ config: config.bus, store, clock, logger, registry });
+    recorders.push(new BusAuditRecorder(bus, clock, logger));
+
     let listeningUrl: string | undefined;
     const issuer = () => config.server.publicUrl ?? listeningUrl ?? baseUrl(config.server.host, config.server.port);
 
@@ -79,9 +85,9 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       announce: options.announce ?? ((text) => process.stdout.write(`${text}\n`)),
     });
     await iam.start();
-
-    bus = await createEventBus({ config: config.bus, store, clock, logger, registry });
     bus.start();
+    const auditService = new AuditService({ store, bus, clock, logger, signer: createCheckpointSigner(store, iam.keys, clock), ...config.audit });
+    await auditService.start();
 
     const httpApp = await createHttpApp({ logger, metrics: createHttpMetrics(registry), bodyLimitBytes: config.server.bodyLimitBytes, version: VERSION });
     app = httpApp;
@@ -97,6 +103,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     await iam.registerRoutes(httpApp);
     await registerBusRoutes(httpApp, { bus });
     registerSecretRoutes(httpApp, { secrets: secrets.store, audit });
+    registerAuditRoutes(httpApp, { log: auditService.log, store, signer: auditService.signer });
     await httpApp.ready();
 
     let closing: Promise<void> | undefined;
@@ -130,6 +137,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
           const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutMs).unref());
           await Promise.race([httpApp.close(), timeout]);
           // Consumers stop before the store they record acks in.
+          await auditService.stop().catch((error: unknown) => logger.warn({ err: error }, 'audit service did not stop cleanly'));
           await eventBus.close().catch((error: unknown) => logger.warn({ err: error }, 'event bus did not close cleanly'));
           // A request stuck past the timeout may hold a database connection; do not wait on it.
           await Promise.race([store.close(), new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);

@@ -1,4 +1,4 @@
-import { deadLetterTopic, isSystemTopic, isTopicName, type DeadLetterPayload, type EventEnvelope } from '@flowgate/contracts';
+import { deadLetterTopic, isReservedTopic, isTopicName, type DeadLetterPayload, type EventEnvelope } from '@flowgate/contracts';
 import type { Kysely } from 'kysely';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { FlowgateError } from '../errors/index.js';
@@ -151,7 +151,7 @@ export class EventBus {
     for (const [index, item] of items.entries()) {
       const where = items.length > 1 ? ` (event ${index})` : '';
       if (!isTopicName(item.topic)) throw new FlowgateError('FLOWGATE_ERR_BUS_INVALID_TOPIC', `"${item.topic}" is not a topic name${where}: use lower-case dot-separated segments such as orders.created.`);
-      if (isSystemTopic(item.topic) && !options.system) throw new FlowgateError('FLOWGATE_ERR_BUS_RESERVED_TOPIC', `"${item.topic}" is written by Flowgate only${where}.`);
+      if (isReservedTopic(item.topic) && !options.system) throw new FlowgateError('FLOWGATE_ERR_BUS_RESERVED_TOPIC', `"${item.topic}" is written by Flowgate only${where}.`);
       if (item.key !== undefined && (item.key.length === 0 || item.key.length > MAX_KEY_LENGTH)) {
         throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', `An event key must have 1 to ${MAX_KEY_LENGTH} characters${where}.`);
       }

@@ -124,6 +124,13 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    audit: Type.Object(
+      {
+        checkpointEvery: Type.Integer({ minimum: 1, default: 1000, description: 'Sign a checkpoint of a chain after this many records' }),
+        checkpointMs: Type.Integer({ minimum: 1000, default: 600_000, description: '…or this long after its last checkpoint, when records came since' }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     secrets: Type.Object(
       {
         masterKey: Type.Optional(

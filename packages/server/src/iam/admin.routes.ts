@@ -23,7 +23,7 @@ import { isoTime } from '../kernel/index.js';
 import { callerOf } from './auth-hook.js';
 import type { IamAdmin } from './iam-admin.js';
 import type { SigningKeyStore } from './signing-keys.js';
-import type { AuditRecorder } from '../audit/index.js';
+import type { AuditRecorder } from '../kernel/index.js';
 
 export interface AdminRoutesDeps {
   readonly admin: IamAdmin;

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { FlowgateError } from '../errors/index.js';
 import { sha256Hex, type Clock } from '../kernel/index.js';
-import type { AuditRecorder } from '../audit/index.js';
+import type { AuditRecorder } from '../kernel/index.js';
 import type { FailureThrottle } from './failure-throttle.js';
 import { findPublicClient, type PublicClient } from './public-clients.js';
 import { createConstantWorkVerifier, type SecretHasher } from './secret-hasher.js';

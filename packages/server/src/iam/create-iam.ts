@@ -1,5 +1,5 @@
 import type { FlowgateConfig } from '../config/index.js';
-import type { AuditRecorder } from '../audit/index.js';
+import type { AuditRecorder } from '../kernel/index.js';
 import type { HttpApp } from '../http/index.js';
 import type { Clock } from '../kernel/index.js';
 import type { Logger } from '../observability/index.js';

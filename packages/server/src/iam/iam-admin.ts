@@ -10,7 +10,7 @@ import {
   type Member,
 } from '@flowgate/contracts';
 import type { Kysely } from 'kysely';
-import type { AuditRecorder } from '../audit/index.js';
+import type { AuditRecorder } from '../kernel/index.js';
 import { FlowgateError } from '../errors/index.js';
 import { isoTime, newId, randomToken, type Clock } from '../kernel/index.js';
 import type { Page } from '../storage/index.js';

@@ -1,5 +1,5 @@
 import { ROLE_SCOPES, isOidcScope, isScope, missingScopes, scopesGrant, splitScopeParam, type Role } from '@flowgate/contracts';
-import type { AuditRecorder } from '../audit/index.js';
+import type { AuditRecorder } from '../kernel/index.js';
 import { FlowgateError } from '../errors/index.js';
 import { epochSeconds, type Clock } from '../kernel/index.js';
 import type { AuthCodeStore } from './auth-codes.js';

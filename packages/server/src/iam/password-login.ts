@@ -1,4 +1,4 @@
-import type { AuditRecorder } from '../audit/index.js';
+import type { AuditRecorder } from '../kernel/index.js';
 import { FlowgateError } from '../errors/index.js';
 import type { FailureThrottle } from './failure-throttle.js';
 import type { MemberRepository } from './member.repository.js';

@@ -10,7 +10,7 @@ import {
 } from '@flowgate/contracts';
 import type { FastifyRequest } from 'fastify';
 import Type from 'typebox';
-import type { AuditRecorder } from '../audit/index.js';
+import type { AuditRecorder } from '../kernel/index.js';
 import { FlowgateError } from '../errors/index.js';
 import type { HttpApp } from '../http/index.js';
 import { callerOf } from '../iam/index.js';

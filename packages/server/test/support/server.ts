@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { createFlowgate, type Flowgate } from '../../src/create-flowgate.js';
 import { defaultConfig, type DeepPartial, type FlowgateConfig } from '../../src/config/index.js';
-import { MemoryAuditRecorder } from '../../src/audit/index.js';
+import { MemoryAuditRecorder } from '../../src/kernel/index.js';
 import { createScryptHasher } from '../../src/iam/index.js';
 import type { Clock } from '../../src/kernel/index.js';
 

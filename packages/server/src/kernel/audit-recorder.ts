@@ -1,5 +1,3 @@
-import type { Logger } from '../observability/index.js';
-
 /** One thing worth proving later: who did what to which object, and whether it worked. */
 export interface AuditEvent {
   /** Dotted event name, e.g. `iam.client_auth.failed`. */
@@ -16,21 +14,12 @@ export interface AuditEvent {
 }
 
 /**
- * Where audit events go. Features depend on this port only; the audit log of issue 6
- * (a tamper-evident store fed by the bus) replaces the log-only recorder below.
+ * Where audit events go. Features depend on this port only, which is why it lives in the
+ * kernel; the audit feature implements it (events travel on the bus into the
+ * tamper-evident audit log).
  */
 export interface AuditRecorder {
   record(event: AuditEvent): void;
-}
-
-/** Writes audit events as JSON log lines tagged `audit: true`. */
-export function createLogAuditRecorder(logger: Logger): AuditRecorder {
-  const log = logger.child({ audit: true });
-  return {
-    record(event) {
-      log.info({ event }, `audit ${event.action} ${event.outcome}`);
-    },
-  };
 }
 
 /** An in-memory recorder for tests and embedders that want to read events back. */
