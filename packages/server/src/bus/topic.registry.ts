@@ -36,10 +36,15 @@ const CACHE_MS = 2000;
 /**
  * Topic settings (schema, retention) in the state store, shared by both backends. The
  * compiled validator of each topic is cached briefly, so publishing does not read the
- * store each time, and a schema change reaches every process within {@link CACHE_MS}.
+ * store each time, and a schema change reaches every process within {@link CACHE_MS} (and
+ * the time one read of the store takes); in the process that made it, at once.
  */
 export class TopicRegistry {
   private readonly validators = new Map<string, { compiled: Compiled | undefined; until: number }>();
+  /** The one store read under way per topic. */
+  private readonly refreshing = new Map<string, Promise<Compiled | undefined>>();
+  /** Counts local changes: a read begun before one must not cache what it read. */
+  private changes = 0;
 
   constructor(
     private readonly store: Store,
@@ -86,26 +91,51 @@ export class TopicRegistry {
         .onConflict((oc) => oc.columns(['tenant_id', 'name']).doUpdateSet(values))
         .execute();
     }
+    this.changes++;
     this.validators.delete(cacheKey(tenant, name));
     return (await this.get(tenant, name))!;
   }
 
-  /** The compiled schema check of a topic, or undefined when it has none. */
+  /**
+   * The compiled schema check of a topic, or undefined when it has none. Once a topic is
+   * cached, an expired entry is still answered while one refresh per topic runs in the
+   * background: otherwise every publish in flight when it expires queried the store at
+   * once (profiled: the largest part of the bus's p99 latency).
+   */
   async validatorFor(tenant: string, name: string, tx?: Kysely<unknown>): Promise<Compiled | undefined> {
     const key = cacheKey(tenant, name);
-    const now = this.clock.now();
     const cached = this.validators.get(key);
-    if (cached && cached.until > now) return cached.compiled;
+    if (cached) {
+      if (cached.until <= this.clock.now() && !this.refreshing.has(key)) {
+        const refresh = this.load(tenant, name, key, undefined)
+          .catch(() => undefined)
+          .finally(() => this.refreshing.delete(key));
+        this.refreshing.set(key, refresh);
+      }
+      return cached.compiled;
+    }
+    // Inside a transaction, read through it: SQLite has one connection, which it holds.
+    if (tx) return this.load(tenant, name, key, tx);
+    let loading = this.refreshing.get(key);
+    if (!loading) {
+      loading = this.load(tenant, name, key, undefined).finally(() => this.refreshing.delete(key));
+      this.refreshing.set(key, loading);
+    }
+    return loading;
+  }
+
+  private async load(tenant: string, name: string, key: string, tx: Kysely<unknown> | undefined): Promise<Compiled | undefined> {
+    const changes = this.changes;
     const settings = await this.get(tenant, name, tx);
     let compiled: Compiled | undefined;
     if (settings?.schema) {
-      const previous = cached?.compiled;
+      const previous = this.validators.get(key)?.compiled;
       compiled =
         previous && previous.version === settings.schema.version
           ? previous
           : { version: settings.schema.version, label: `${settings.schema.kind}:${name}@${settings.schema.version}`, validate: compilePayloadSchema(settings.schema) };
     }
-    this.validators.set(key, { compiled, until: now + CACHE_MS });
+    if (changes === this.changes) this.validators.set(key, { compiled, until: this.clock.now() + CACHE_MS });
     return compiled;
   }
 }
