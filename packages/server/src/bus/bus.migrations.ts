@@ -1,4 +1,4 @@
-import { SqliteAdapter, type ColumnDefinitionBuilder, type Generated, type Kysely } from 'kysely';
+import { sql, SqliteAdapter, type ColumnDefinitionBuilder, type Generated, type Kysely } from 'kysely';
 import type { NamedMigration } from '../storage/index.js';
 
 /**
@@ -101,6 +101,15 @@ export const busMigrations: readonly NamedMigration[] = [
         .execute();
       await db.schema.createIndex('bus_pending_visible').on('bus_pending').columns(['group_id', 'visible_at']).execute();
       await db.schema.createIndex('bus_pending_key').on('bus_pending').columns(['group_id', 'event_key', 'seq']).execute();
+    },
+  },
+  {
+    // Most events have no key; the key index need not hold them (one index write less per
+    // claimed event). Every query on it compares event_key, which implies it is not null.
+    name: '20261123_05_bus_pending_key_partial',
+    async up(db: Kysely<unknown>) {
+      await db.schema.dropIndex('bus_pending_key').execute();
+      await db.schema.createIndex('bus_pending_key').on('bus_pending').columns(['group_id', 'event_key', 'seq']).where(sql.ref('event_key'), 'is not', null).execute();
     },
   },
 ];

@@ -259,17 +259,17 @@ export class GroupDispatcher {
     const busy = await this.state.busyKeys(trx, [...new Set(rows.map((r) => r.key).filter((k): k is string => k !== null))]);
     const pending: PendingRow[] = [];
     let delivered = 0;
+    const groupId = this.group.id;
     for (const row of rows) {
-      const base = { group_id: this.group.id, seq: row.seq, tenant_id: tenant, event_key: row.key, last_error: null };
       if (row.key !== null && busy.has(row.key)) {
         // Waits behind the earlier event of its key; a later pass hands it out.
-        pending.push({ ...base, deliveries: 0, visible_at: 0, delivery_id: 0 });
+        pending.push({ group_id: groupId, seq: row.seq, tenant_id: tenant, event_key: row.key, deliveries: 0, visible_at: 0, delivery_id: 0, last_error: null });
         continue;
       }
       if (row.key !== null) busy.add(row.key);
       const deliveryId = newDeliveryId();
-      pending.push({ ...base, deliveries: 1, visible_at: deadline, delivery_id: deliveryId });
-      const topic = await this.topicName(row.topicId);
+      pending.push({ group_id: groupId, seq: row.seq, tenant_id: tenant, event_key: row.key, deliveries: 1, visible_at: deadline, delivery_id: deliveryId, last_error: null });
+      const topic = this.topicNames.get(row.topicId) ?? (await this.topicName(row.topicId));
       if (topic) {
         outMeta.push({ seq: row.seq, deliveryId });
         out.push(this.delivery(toStored(row.seq, topic, row.body), 1, undefined, deliveryId));
@@ -367,6 +367,15 @@ export class GroupDispatcher {
   }
 }
 
+/**
+ * Delivery ids tell a delivery from a later one of the same event (an ack of a timed-out
+ * delivery must not settle its redelivery). A counter from a random start per process:
+ * as unlikely to repeat an earlier delivery's id of the same event as a random id each
+ * time, without drawing randomness per event.
+ */
+let nextDeliveryId = randomInt(1, 2 ** 46);
+
 function newDeliveryId(): number {
-  return randomInt(1, 2 ** 47);
+  nextDeliveryId = nextDeliveryId >= 2 ** 47 ? 1 : nextDeliveryId + 1;
+  return nextDeliveryId;
 }
