@@ -7,7 +7,7 @@
 import type { EventEnvelope } from '@flowgate/contracts';
 import { InvalidArgumentError, type Command } from 'commander';
 import { bearerToken, type ClientContext } from './auth.js';
-import { HttpError, type ProblemBody } from './http.js';
+import { responseError } from './http.js';
 import { CliError, type CliIo } from './io.js';
 import { printJson } from './output.js';
 
@@ -144,27 +144,12 @@ async function connect(ctx: ClientContext, url: URL, lastId: string | undefined,
   } finally {
     clearTimeout(timer);
   }
-  if (!res.ok || !res.body) throw await streamError(res, url);
+  if (!res.ok || !res.body) throw await responseError(res, url);
   if (!(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
     await res.body.cancel();
     throw new CliError(`the server at ${ctx.baseUrl} did not answer ${url.pathname} with an event stream; is --url a Flowgate server?`);
   }
   return res.body;
-}
-
-async function streamError(res: Response, url: URL): Promise<HttpError> {
-  const text = await res.text().catch(() => '');
-  let problem: ProblemBody | undefined;
-  try {
-    problem = JSON.parse(text) as ProblemBody;
-  } catch {
-    problem = undefined;
-  }
-  if (problem && typeof problem.detail === 'string') {
-    const extra = [problem.code, problem.traceId ? `trace ${problem.traceId}` : undefined].filter((x) => x !== undefined).join(', ');
-    return new HttpError(extra ? `${problem.detail} (${extra})` : problem.detail, res.status, problem);
-  }
-  return new HttpError(`GET ${url.pathname} failed: HTTP ${res.status} ${res.statusText}`.trimEnd(), res.status, problem);
 }
 
 /** Parses an event stream (WHATWG HTML §9.2.6): fields up to a blank line make one event. */

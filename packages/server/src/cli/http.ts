@@ -118,3 +118,19 @@ function httpError(res: Response, body: unknown, what: string): HttpError {
   }
   return new HttpError(`${what} failed: HTTP ${res.status} ${res.statusText}`.trimEnd(), res.status, problem);
 }
+
+/** The error a non-2xx answer to a streamed GET stands for: its problem detail when it has one. */
+export async function responseError(res: Response, url: URL): Promise<HttpError> {
+  const text = await res.text().catch(() => '');
+  let problem: ProblemBody | undefined;
+  try {
+    problem = JSON.parse(text) as ProblemBody;
+  } catch {
+    problem = undefined;
+  }
+  if (problem && typeof problem.detail === 'string') {
+    const extra = [problem.code, problem.traceId ? `trace ${problem.traceId}` : undefined].filter((x) => x !== undefined).join(', ');
+    return new HttpError(extra ? `${problem.detail} (${extra})` : problem.detail, res.status, problem);
+  }
+  return new HttpError(`GET ${url.pathname} failed: HTTP ${res.status} ${res.statusText}`.trimEnd(), res.status, problem);
+}

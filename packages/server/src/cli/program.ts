@@ -7,6 +7,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { VERSION } from '../version.js';
 import { createAccount, createTenant, listAccounts, listTenants, rotateKeys, token, whoami, type PageOptions } from './admin-commands.js';
 import { clientContext, DEFAULT_URL, type ClientOptions } from './auth.js';
+import { registerAuditCommands } from './audit-commands.js';
 import { registerBusCommands } from './bus-commands.js';
 import { CliError, type CliIo } from './io.js';
 import { DEFAULT_LOGIN_TIMEOUT_MS, login, logout } from './login.js';
@@ -106,6 +107,7 @@ $FLOWGATE_CLIENT_ID/$FLOWGATE_CLIENT_SECRET); else from the sign-in saved by "fl
   client(keys, 'rotate', 'make a new signing key; old ones stay published until their tokens expire', (ctx) => rotateKeys(ctx));
 
   registerBusCommands(program, client);
+  registerAuditCommands(program, client);
 
   return program;
 }
