@@ -30,6 +30,7 @@ export interface Flowgate {
   readonly iam: Iam;
   readonly bus: EventBus;
   readonly secrets: SecretStore;
+  readonly audit: AuditService;
   readonly app: HttpApp;
   readonly logger: Logger;
   /** The base URL it answers on (after {@link Flowgate.listen}). */
@@ -114,6 +115,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       iam,
       bus: eventBus,
       secrets: secrets.store,
+      audit: auditService,
       app: httpApp,
       logger,
       get url() {

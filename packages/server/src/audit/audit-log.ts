@@ -176,6 +176,33 @@ export class AuditLog {
     return { items, next: rows.length > query.limit ? items[items.length - 1]!.seq : undefined };
   }
 
+  /**
+   * Deletes each chain's records older than `maxAgeMs`, up to its newest signed checkpoint
+   * among them: the checkpoint stays, and the records after it still verify from its
+   * signed head. Returns how many records went.
+   */
+  async applyRetention(maxAgeMs: number): Promise<number> {
+    const cutoff = this.clock.now() - maxAgeMs;
+    let deleted = 0;
+    for (const scope of await this.scopes()) {
+      // The first record to keep: the oldest one young enough.
+      const young = await this.db.selectFrom('audit_records').select((eb) => eb.fn.min('seq').as('seq')).where('tenant_id', '=', scope).where('occurred_at', '>=', cutoff).executeTakeFirst();
+      const head = await this.db.selectFrom('audit_heads').select('seq').where('tenant_id', '=', scope).executeTakeFirst();
+      const keepFrom = young?.seq !== null && young?.seq !== undefined ? Number(young.seq) : Number(head?.seq ?? 0) + 1;
+      const checkpoint = await this.db
+        .selectFrom('audit_checkpoints')
+        .select((eb) => eb.fn.max('seq').as('seq'))
+        .where('tenant_id', '=', scope)
+        .where('seq', '<', keepFrom)
+        .executeTakeFirst();
+      if (checkpoint?.seq === null || checkpoint?.seq === undefined) continue;
+      const result = await this.db.deleteFrom('audit_records').where('tenant_id', '=', scope).where('seq', '<=', Number(checkpoint.seq)).executeTakeFirst();
+      deleted += Number(result.numDeletedRows);
+    }
+    if (deleted > 0) await this.store.reclaimSpace();
+    return deleted;
+  }
+
   /** Every scope that has records. */
   async scopes(): Promise<string[]> {
     return (await this.db.selectFrom('audit_heads').select('tenant_id').orderBy('tenant_id').execute()).map((r) => r.tenant_id);

@@ -23,12 +23,20 @@ export class BusAuditRecorder implements AuditRecorder {
   record(event: AuditEvent): void {
     const envelope: AuditEnvelope = { ...event, id: newId(), time: isoTime(this.clock.now()) };
     this.bus
-      .publish(event.tenant ?? PLATFORM_SCOPE, { topic: `audit.${event.action}`, payload: envelope }, { system: true, serviceName: 'audit' })
+      // Keyed by chain: the audit group appends a chain's events one at a time, in the order
+      // they were recorded.
+      .publish(event.tenant ?? PLATFORM_SCOPE, { topic: `audit.${event.action}`, payload: envelope, key: event.tenant ?? PLATFORM_SCOPE }, { system: true, serviceName: 'audit' })
       .catch((error: unknown) => this.logger.error({ err: error, action: event.action, tenant: event.tenant }, 'audit event could not be published'));
   }
 }
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** How often records past their retention are looked for. */
+const RETENTION_INTERVAL_MS = 60 * 60 * 1000;
+
 export interface AuditServiceOptions extends AuditLogOptions {
+  /** Days records are kept; 0 keeps them for ever. */
+  readonly retentionDays: number;
   readonly store: Store;
   readonly bus: EventBus;
   readonly clock: Clock;
@@ -46,6 +54,7 @@ export class AuditService {
   readonly signer: CheckpointSigner;
   private consumer: ConsumerHandle | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private retentionTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: AuditServiceOptions) {
     this.signer = options.signer;
@@ -60,10 +69,28 @@ export class AuditService {
       this.log.checkpointStale().catch((error: unknown) => this.options.logger.warn({ err: error }, 'audit checkpoint failed; retrying'));
     }, Math.min(60_000, this.options.checkpointMs));
     this.timer.unref();
+    if (this.options.retentionDays > 0) {
+      this.retentionTimer = setInterval(() => void this.applyRetention(), RETENTION_INTERVAL_MS);
+      this.retentionTimer.unref();
+    }
+  }
+
+  /** Deletes records older than the retention, keeping what verification needs. */
+  async applyRetention(): Promise<number> {
+    if (this.options.retentionDays <= 0) return 0;
+    try {
+      const deleted = await this.log.applyRetention(this.options.retentionDays * DAY_MS);
+      if (deleted > 0) this.options.logger.info({ deleted, retentionDays: this.options.retentionDays }, 'audit records past their retention deleted');
+      return deleted;
+    } catch (error) {
+      this.options.logger.warn({ err: error }, 'audit retention failed; retrying later');
+      return 0;
+    }
   }
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.retentionTimer);
     await this.consumer?.close();
   }
 }

@@ -58,6 +58,15 @@ export async function verifyChain(store: Store, signer: CheckpointSigner, scope:
         // retention kept when it removed what came before.
         const start = seq === 1 ? undefined : checkpoints.get(seq - 1);
         if (seq !== 1 && !start) return report({ kind: 'removed', seq: 1, detail: `records 1 to ${seq - 1} are missing, and no checkpoint vouches for their removal` });
+        if (start) {
+          // Retention removed what came before: the chain resumes from a signed head.
+          const claims = await signer.verify(start.signature);
+          if (!claims || claims.tenant !== scope || claims.seq !== seq - 1 || claims.head !== start.head_hash) {
+            return report({ kind: 'checkpoint', seq: seq - 1, detail: `the checkpoint the kept records start from (record ${seq - 1}) is not validly signed` });
+          }
+          verified++;
+          verifiedTo = { seq: seq - 1, time: claims.time };
+        }
         prevHash = start?.head_hash ?? GENESIS_HASH;
         expectedSeq = seq;
       }

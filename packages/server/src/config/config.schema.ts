@@ -128,6 +128,7 @@ export const ConfigSchema = Type.Object(
       {
         checkpointEvery: Type.Integer({ minimum: 1, default: 1000, description: 'Sign a checkpoint of a chain after this many records' }),
         checkpointMs: Type.Integer({ minimum: 1000, default: 600_000, description: '…or this long after its last checkpoint, when records came since' }),
+        retentionDays: Type.Integer({ minimum: 0, default: 0, description: 'Days audit records are kept (up to a signed checkpoint); 0 = for ever' }),
       },
       { default: {}, additionalProperties: false },
     ),

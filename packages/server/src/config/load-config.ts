@@ -33,6 +33,7 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_BUS_URL: { path: 'bus.url', kind: 'string' },
   FLOWGATE_BUS_PUBLISH_RATE: { path: 'bus.publishRate', kind: 'integer' },
   FLOWGATE_BUS_MAX_BACKLOG: { path: 'bus.maxBacklog', kind: 'integer' },
+  FLOWGATE_AUDIT_RETENTION_DAYS: { path: 'audit.retentionDays', kind: 'integer' },
   FLOWGATE_MASTER_KEY: { path: 'secrets.masterKey', kind: 'string' },
   FLOWGATE_MASTER_KEY_FILE: { path: 'secrets.masterKeyFile', kind: 'string' },
 };

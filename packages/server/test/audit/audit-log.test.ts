@@ -6,9 +6,9 @@
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog, canonicalJson, createCheckpointSigner, recordHash, type AuditTables } from '../../src/audit/index.js';
-import { systemClock } from '../../src/kernel/index.js';
+import { ManualClock, systemClock } from '../../src/kernel/index.js';
 import { waitFor } from '../support/bus.js';
-import { api, postForm } from '../support/http.js';
+import { api, clientToken, postForm } from '../support/http.js';
 import { adminToken, createTenant, type TenantOwner } from '../support/iam.js';
 import { expectProblem } from '../support/problem.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -163,5 +163,44 @@ describe.each(['sqlite', 'postgres'] as const)('audit log on %s', (store) => {
     await waitFor('the platform record of the failed sign-in', async () => (await failedSignIns()).some((r) => r.actor === 'fgc_nobody'));
     expect((await failedSignIns()).find((r) => r.actor === 'fgc_nobody')).toMatchObject({ tenant: null, outcome: 'failure' });
     expectProblem(await api(base, 'GET', '/api/v1/audit?scope=platform', { token: alpha.token }), 403, 'FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE');
+  });
+});
+
+describe.each(['sqlite', 'postgres'] as const)('audit retention on %s', (store) => {
+  it('deletes old records up to a signed checkpoint, and what remains still verifies from it', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const server = await startTestServer({ store, clock, config: { audit: { checkpointEvery: 4, retentionDays: 30 } } });
+    try {
+      const owner = await createTenant(server.url, `retained-${store}`);
+      const db = server.flowgate.store.db<AuditTables>();
+      const chain = () => db.selectFrom('audit_records').selectAll().where('tenant_id', '=', owner.tenant).orderBy('seq').execute();
+      const secrets = async (token: string, names: string[]) => {
+        const before = (await chain()).length;
+        for (const name of names) expect((await api(server.url, 'POST', '/api/v1/secrets', { token, body: { name, value: 'v' } })).status).toBe(201);
+        await waitFor('the audit records', async () => (await chain()).length >= before + names.length);
+      };
+      await secrets(owner.token, ['a1', 'a2', 'a3', 'a4', 'a5', 'a6']);
+      const old = await chain();
+
+      clock.advance(31 * 24 * 60 * 60 * 1000);
+      const token = await clientToken(server.url, owner.clientId, owner.clientSecret);
+      await secrets(token, ['b1', 'b2']);
+      const deleted = await server.flowgate.audit.applyRetention();
+
+      const checkpoints = await db.selectFrom('audit_checkpoints').select('seq').where('tenant_id', '=', owner.tenant).orderBy('seq').execute();
+      const cut = Math.max(...checkpoints.map((c) => Number(c.seq)).filter((seq) => seq <= old.length));
+      const kept = await chain();
+      expect(deleted).toBeGreaterThanOrEqual(cut);
+      expect(Number(kept[0]!.seq)).toBe(cut + 1);
+      const report = (await api(server.url, 'GET', '/api/v1/audit/verify', { token })).body;
+      expect(report).toMatchObject({ ok: true, records: kept.length });
+      expect(report.verified_to.seq).toBeGreaterThanOrEqual(cut);
+
+      // The checkpoint the kept records hang from must be the signed one.
+      await db.updateTable('audit_checkpoints').set({ signature: 'forged.signature.here' }).where('tenant_id', '=', owner.tenant).where('seq', '=', cut).execute();
+      expect((await api(server.url, 'GET', '/api/v1/audit/verify', { token })).body.problem).toMatchObject({ kind: 'checkpoint', seq: cut });
+    } finally {
+      await server.close();
+    }
   });
 });
