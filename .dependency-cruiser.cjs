@@ -6,7 +6,7 @@
  * - the contracts package stays browser-safe: no Node built-ins, no server code;
  * - production code never imports tests.
  */
-const FEATURES = '(kernel|iam|gateway|bus|flows|data|maps|sessions|audit|secrets|storage|config|http|errors|observability|cli)';
+const FEATURES = '(kernel|iam|gateway|bus|flows|data|maps|sessions|audit|secrets|outbound|storage|config|http|errors|observability|cli)';
 
 module.exports = {
   forbidden: [

@@ -215,6 +215,18 @@ export const ERROR_CATALOGUE = {
     family: 'unexpected',
   },
 
+  // --- Outbound requests -----------------------------------------------------------
+  FLOWGATE_ERR_OUTBOUND_REFUSED: {
+    status: 422,
+    title: 'Flowgate does not connect to that address.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_OUTBOUND_FAILED: {
+    status: 502,
+    title: 'A remote service could not be reached or answered badly.',
+    family: 'operational',
+  },
+
   // --- Configuration (reported at start, never over HTTP) ----------------------------
   FLOWGATE_ERR_CONFIG_INVALID: {
     status: 500,

@@ -7,7 +7,8 @@ import { createIam, type Iam, type SecretHasher } from './iam/index.js';
 import { systemClock, type AuditRecorder, type Clock } from './kernel/index.js';
 import { ALL_MIGRATIONS } from './migrations.js';
 import { createHttpMetrics, createLogger, createMetricsRegistry, type Logger } from './observability/index.js';
-import { createSecrets, registerSecretRoutes, type SecretStore } from './secrets/index.js';
+import { AddressPolicy, OutboundClient } from './outbound/index.js';
+import { createSecrets, registerSecretRoutes, type OAuth2Tokens, type SecretStore } from './secrets/index.js';
 import { openStore, redactUrl, type Store } from './storage/index.js';
 import { VERSION } from './version.js';
 
@@ -30,6 +31,8 @@ export interface Flowgate {
   readonly iam: Iam;
   readonly bus: EventBus;
   readonly secrets: SecretStore;
+  /** Valid access tokens of oauth2 secrets, for components calling third-party APIs. */
+  readonly oauth2: OAuth2Tokens;
   readonly audit: AuditService;
   readonly app: HttpApp;
   readonly logger: Logger;
@@ -67,7 +70,8 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     const applied = await store.migrate(ALL_MIGRATIONS);
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
 
-    const secrets = await createSecrets({ config: config.secrets, dataDir: config.dataDir, store, clock, logger });
+    const outbound = new OutboundClient(new AddressPolicy(splitList(config.outbound.allow)));
+    const secrets = await createSecrets({ config: config.secrets, dataDir: config.dataDir, store, clock, logger, audit, outbound });
 
     bus = await createEventBus({ config: config.bus, store, clock, logger, registry });
     recorders.push(new BusAuditRecorder(bus, clock, logger));
@@ -115,6 +119,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       iam,
       bus: eventBus,
       secrets: secrets.store,
+      oauth2: secrets.oauth2,
       audit: auditService,
       app: httpApp,
       logger,
@@ -156,6 +161,13 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     await store.close().catch(() => undefined);
     throw err;
   }
+}
+
+function splitList(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 function baseUrl(host: string, port: number): string {

@@ -132,6 +132,12 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    outbound: Type.Object(
+      {
+        allow: Type.String({ default: '', description: 'CIDRs (comma-separated) outbound requests may reach despite being private or loopback, e.g. 10.0.0.0/8' }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     secrets: Type.Object(
       {
         masterKey: Type.Optional(

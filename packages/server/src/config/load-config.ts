@@ -34,6 +34,7 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_BUS_PUBLISH_RATE: { path: 'bus.publishRate', kind: 'integer' },
   FLOWGATE_BUS_MAX_BACKLOG: { path: 'bus.maxBacklog', kind: 'integer' },
   FLOWGATE_AUDIT_RETENTION_DAYS: { path: 'audit.retentionDays', kind: 'integer' },
+  FLOWGATE_OUTBOUND_ALLOW: { path: 'outbound.allow', kind: 'string' },
   FLOWGATE_MASTER_KEY: { path: 'secrets.masterKey', kind: 'string' },
   FLOWGATE_MASTER_KEY_FILE: { path: 'secrets.masterKeyFile', kind: 'string' },
 };

@@ -1,13 +1,16 @@
 import type { FlowgateConfig } from '../config/index.js';
-import type { Clock } from '../kernel/index.js';
+import type { AuditRecorder, Clock } from '../kernel/index.js';
 import type { Logger } from '../observability/index.js';
+import type { OutboundClient } from '../outbound/index.js';
 import type { Store } from '../storage/index.js';
 import { DataKeys } from './data-keys.js';
 import { MasterKeyRing } from './master-keys.js';
+import { OAuth2Tokens } from './oauth2-tokens.js';
 import { SecretStore } from './secret-store.js';
 
 export interface Secrets {
   readonly store: SecretStore;
+  readonly oauth2: OAuth2Tokens;
   readonly keys: DataKeys;
   readonly ring: MasterKeyRing;
 }
@@ -18,6 +21,8 @@ export interface CreateSecretsOptions {
   readonly store: Store;
   readonly clock: Clock;
   readonly logger: Logger;
+  readonly audit: AuditRecorder;
+  readonly outbound: OutboundClient;
 }
 
 /**
@@ -30,5 +35,6 @@ export async function createSecrets(options: CreateSecretsOptions): Promise<Secr
   );
   const keys = new DataKeys(options.store, ring, options.clock);
   await keys.checkMasterKeys();
-  return { store: new SecretStore(options.store, keys, options.clock), keys, ring };
+  const store = new SecretStore(options.store, keys, options.clock);
+  return { store, oauth2: new OAuth2Tokens(options.store, store, keys, options.outbound, options.clock, options.audit), keys, ring };
 }

@@ -8,3 +8,4 @@ export { SecretStore, type SecretMetadata, type NewSecret, type SecretChange } f
 export { registerSecretRoutes } from './secrets.routes.js';
 export { secretsMigrations, type SecretsTables } from './secrets.migrations.js';
 export { createSecrets, type Secrets, type CreateSecretsOptions } from './create-secrets.js';
+export { OAuth2Tokens } from './oauth2-tokens.js';

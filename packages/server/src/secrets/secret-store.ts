@@ -84,8 +84,12 @@ export class SecretStore {
     return toMetadata(await this.row(tenant, name));
   }
 
-  /** Changes the value (sealed anew, with the tenant's active data key) or the description. */
-  async update(tenant: string, name: string, change: SecretChange): Promise<SecretMetadata> {
+  /**
+   * Changes the value (sealed anew, with the tenant's active data key) or the description.
+   * A new value also drops an oauth2 secret's access token, unless `keepToken` (the token
+   * endpoint itself rotated the refresh token).
+   */
+  async update(tenant: string, name: string, change: SecretChange, options: { keepToken?: boolean } = {}): Promise<SecretMetadata> {
     const current = await this.row(tenant, name);
     const next = { ...current, updated_at: this.clock.now(), version: current.version + 1 };
     if (change.description !== undefined) next.description = change.description;
@@ -102,13 +106,19 @@ export class SecretStore {
       .where('version', '=', current.version)
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) !== 1) throw new FlowgateError('FLOWGATE_ERR_RESOURCE_CONFLICT', `The secret ${name} changed meanwhile; read it again and retry.`);
+    if (change.value !== undefined && !options.keepToken) await this.dropToken(tenant, name);
     return toMetadata(next);
   }
 
   /** Deletes the secret; false when there was none. */
   async delete(tenant: string, name: string): Promise<boolean> {
     const result = await this.db.deleteFrom('secrets').where('tenant_id', '=', tenant).where('name', '=', name).executeTakeFirst();
+    await this.dropToken(tenant, name);
     return Number(result.numDeletedRows) > 0;
+  }
+
+  private async dropToken(tenant: string, name: string): Promise<void> {
+    await this.db.deleteFrom('secret_oauth2_tokens').where('tenant_id', '=', tenant).where('name', '=', name).execute();
   }
 
   /** The value, for a component about to use it. Never put it in an answer or a log. */

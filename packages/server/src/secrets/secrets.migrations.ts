@@ -39,6 +39,23 @@ export const secretsMigrations: readonly NamedMigration[] = [
         .execute();
     },
   },
+  {
+    // The current access token of each oauth2 secret, sealed like the secret, shared by
+    // every instance; `refreshing_until` is the lease of the one instance refreshing it.
+    name: '20261123_06_secrets_oauth2_tokens',
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('secret_oauth2_tokens')
+        .addColumn('tenant_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('name', 'varchar(100)', (c) => c.notNull())
+        .addColumn('data_key_id', 'varchar(40)')
+        .addColumn('sealed', 'text')
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('refreshing_until', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('secret_oauth2_tokens_pk', ['tenant_id', 'name'])
+        .execute();
+    },
+  },
 ];
 
 /** The secrets' tables, as Kysely sees them. Times are epoch milliseconds. */
@@ -50,6 +67,14 @@ export interface SecretsTables {
     wrapped: string;
     created_at: number;
     retired_at: number | null;
+  };
+  secret_oauth2_tokens: {
+    tenant_id: string;
+    name: string;
+    data_key_id: string | null;
+    sealed: string | null;
+    expires_at: number;
+    refreshing_until: number;
   };
   secrets: {
     tenant_id: string;

@@ -1,0 +1,58 @@
+import { BlockList, isIP } from 'node:net';
+import { FlowgateError } from '../errors/index.js';
+
+/**
+ * Networks an outbound request from Flowgate may not reach unless allowed by config:
+ * loopback, private, link-local (cloud metadata at 169.254.169.254), carrier-grade NAT,
+ * unspecified, multicast and reserved ranges (RFC 6890), in both families.
+ */
+const DENIED: ReadonlyArray<readonly [string, number, 'ipv4' | 'ipv6']> = [
+  ['0.0.0.0', 8, 'ipv4'],
+  ['10.0.0.0', 8, 'ipv4'],
+  ['100.64.0.0', 10, 'ipv4'],
+  ['127.0.0.0', 8, 'ipv4'],
+  ['169.254.0.0', 16, 'ipv4'],
+  ['172.16.0.0', 12, 'ipv4'],
+  ['192.0.0.0', 24, 'ipv4'],
+  ['192.168.0.0', 16, 'ipv4'],
+  ['198.18.0.0', 15, 'ipv4'],
+  ['224.0.0.0', 4, 'ipv4'],
+  ['240.0.0.0', 4, 'ipv4'],
+  ['::', 128, 'ipv6'],
+  ['::1', 128, 'ipv6'],
+  ['64:ff9b::', 96, 'ipv6'],
+  ['fc00::', 7, 'ipv6'],
+  ['fe80::', 10, 'ipv6'],
+  ['ff00::', 8, 'ipv6'],
+];
+
+/** Which addresses outbound requests may connect to. */
+export class AddressPolicy {
+  private readonly denied = new BlockList();
+  private readonly allowed = new BlockList();
+
+  /** `allow`: CIDRs (`127.0.0.1/32`, `10.0.0.0/8`, `fd00::/8`) let through despite the deny list. */
+  constructor(allow: readonly string[] = []) {
+    for (const [address, prefix, family] of DENIED) this.denied.addSubnet(address, prefix, family);
+    for (const cidr of allow) {
+      const [address, prefixText] = cidr.split('/') as [string, string | undefined];
+      const family = isIP(address);
+      const prefix = prefixText === undefined ? (family === 6 ? 128 : 32) : Number(prefixText);
+      if (family === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > (family === 6 ? 128 : 32)) {
+        throw new FlowgateError('FLOWGATE_ERR_CONFIG_INVALID', `FLOWGATE_OUTBOUND_ALLOW: "${cidr}" is not an address or CIDR such as 10.0.0.0/8.`);
+      }
+      this.allowed.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4');
+    }
+  }
+
+  /** Whether Flowgate may connect to this IP address. */
+  permits(address: string): boolean {
+    const family = isIP(address);
+    if (family === 0) return false;
+    // An IPv4-mapped IPv6 address (::ffff:10.0.0.1) is the IPv4 address it carries.
+    const mapped = family === 6 ? /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] : undefined;
+    const [ip, type] = mapped ? [mapped, 'ipv4' as const] : [address, family === 6 ? ('ipv6' as const) : ('ipv4' as const)];
+    if (this.allowed.check(ip, type)) return true;
+    return !this.denied.check(ip, type);
+  }
+}
