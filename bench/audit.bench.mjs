@@ -51,7 +51,7 @@ for (let i = 0; i < RECORDS; i++) {
 const appendSeconds = (performance.now() - t0) / 1000;
 
 t0 = performance.now();
-const report = await verifyChain(store, signer, tenant);
+const report = await verifyChain(store, signer, tenant, { now: Date.now() });
 const verifySeconds = (performance.now() - t0) / 1000;
 if (!report.ok || report.records !== RECORDS) throw new Error(`verify failed: ${JSON.stringify(report)}`);
 

@@ -108,7 +108,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     await iam.registerRoutes(httpApp);
     await registerBusRoutes(httpApp, { bus });
     registerSecretRoutes(httpApp, { secrets: secrets.store, audit });
-    registerAuditRoutes(httpApp, { log: auditService.log, store, signer: auditService.signer });
+    registerAuditRoutes(httpApp, { audit: auditService });
     await httpApp.ready();
 
     let closing: Promise<void> | undefined;

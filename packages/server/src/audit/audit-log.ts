@@ -84,12 +84,11 @@ export class AuditLog {
   /** Chains the event into its tenant's log; false when it was stored already. */
   async append(event: AuditEnvelope): Promise<boolean> {
     const scope = event.tenant ?? PLATFORM_SCOPE;
-    // Relaxed: the bus event is durable and acked only after this commits; a commit lost
-    // to a power cut is redelivered and appended again.
-    const appended = await this.store.relaxedTransaction(async (kysely) => {
-      const trx = kysely as unknown as Db;
+    // Durable before the bus hears the ack: on NATS the ack is not in this store's log,
+    // so a relaxed commit lost to a crash of the database would lose the record for good.
+    const appended = await this.db.transaction().execute(async (trx) => {
       // Appends to one chain take turns (an advisory lock on PostgreSQL).
-      await this.store.lockTransaction(kysely, `audit:${scope}`);
+      await this.store.lockTransaction(trx as unknown as Kysely<unknown>, `audit:${scope}`);
       const seen = await trx.selectFrom('audit_records').select('seq').where('event_id', '=', event.id).executeTakeFirst();
       if (seen) return false;
       const head = await trx.selectFrom('audit_heads').selectAll().where('tenant_id', '=', scope).executeTakeFirst();

@@ -2,6 +2,7 @@ import type { EventBus, ConsumerHandle } from '../bus/index.js';
 import { isoTime, newId, type AuditEvent, type AuditRecorder, type Clock } from '../kernel/index.js';
 import type { Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
+import { verifyChain, type VerifyReport } from './audit-verify.js';
 import { AuditLog, PLATFORM_SCOPE, type AuditEnvelope, type AuditLogOptions, type CheckpointSigner } from './audit-log.js';
 
 
@@ -73,6 +74,11 @@ export class AuditService {
       this.retentionTimer = setInterval(() => void this.applyRetention(), RETENTION_INTERVAL_MS);
       this.retentionTimer.unref();
     }
+  }
+
+  /** Walks a chain (a tenant's, or the platform's) and reports the first thing wrong. */
+  verify(scope: string): Promise<VerifyReport> {
+    return verifyChain(this.options.store, this.signer, scope, { retentionMs: this.options.retentionDays * DAY_MS, now: this.options.clock.now() });
   }
 
   /** Deletes records older than the retention, keeping what verification needs. */

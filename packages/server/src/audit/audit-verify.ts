@@ -36,15 +36,35 @@ export interface VerifyReport {
  * was changed, removed or inserted, or a checkpoint the chain no longer matches. Records
  * after the newest checkpoint are protected by the chain alone.
  */
-export async function verifyChain(store: Store, signer: CheckpointSigner, scope: string): Promise<VerifyReport> {
+export interface VerifyOptions {
+  /**
+   * The retention in force: records missing before a signed checkpoint count as removed
+   * by retention only when it is on and the checkpoint is older than it.
+   */
+  readonly retentionMs?: number | undefined;
+  readonly now: number;
+}
+
+export async function verifyChain(store: Store, signer: CheckpointSigner, scope: string, options: VerifyOptions): Promise<VerifyReport> {
   const db = store.db<AuditTables>();
   const checkpoints = new Map((await db.selectFrom('audit_checkpoints').selectAll().where('tenant_id', '=', scope).execute()).map((c) => [Number(c.seq), c]));
-  const head = await db.selectFrom('audit_heads').selectAll().where('tenant_id', '=', scope).executeTakeFirst();
-  const headSeq = head ? Number(head.seq) : 0;
+  const readHead = async () => db.selectFrom('audit_heads').selectAll().where('tenant_id', '=', scope).executeTakeFirst();
+  let head = await readHead();
   let records = 0;
   let verified = 0;
   let verifiedTo: VerifyReport['verifiedTo'] = null;
   const report = (problem?: ChainProblem): VerifyReport => ({ scope, ok: problem === undefined, records, checkpoints: verified, verifiedTo, ...(problem ? { problem } : {}) });
+
+  /** Whether `checkpoint` is validly signed for `seq`; counts it when so. */
+  const signed = async (checkpoint: AuditTables['audit_checkpoints'], seq: number, hash: string): Promise<boolean> => {
+    const claims = await signer.verify(checkpoint.signature);
+    if (!claims || claims.tenant !== scope || claims.seq !== seq || claims.head !== checkpoint.head_hash || checkpoint.head_hash !== hash) return false;
+    verified++;
+    verifiedTo = { seq, time: claims.time };
+    return true;
+  };
+  /** Whether retention could have removed the records up to this checkpoint. */
+  const retained = (checkpoint: AuditTables['audit_checkpoints']) => options.retentionMs !== undefined && options.retentionMs > 0 && Number(checkpoint.created_at) <= options.now - options.retentionMs;
 
   let expectedSeq: number | undefined;
   let prevHash = GENESIS_HASH;
@@ -54,38 +74,34 @@ export async function verifyChain(store: Store, signer: CheckpointSigner, scope:
     for (const row of rows) {
       const seq = Number(row.seq);
       if (expectedSeq === undefined) {
-        // The oldest kept record: the chain starts at 1, or after a checkpoint that
+        // The oldest kept record: the chain starts at 1, or after a signed checkpoint that
         // retention kept when it removed what came before.
         const start = seq === 1 ? undefined : checkpoints.get(seq - 1);
-        if (seq !== 1 && !start) return report({ kind: 'removed', seq: 1, detail: `records 1 to ${seq - 1} are missing, and no checkpoint vouches for their removal` });
-        if (start) {
-          // Retention removed what came before: the chain resumes from a signed head.
-          const claims = await signer.verify(start.signature);
-          if (!claims || claims.tenant !== scope || claims.seq !== seq - 1 || claims.head !== start.head_hash) {
-            return report({ kind: 'checkpoint', seq: seq - 1, detail: `the checkpoint the kept records start from (record ${seq - 1}) is not validly signed` });
-          }
-          verified++;
-          verifiedTo = { seq: seq - 1, time: claims.time };
+        if (seq !== 1 && (!start || !retained(start))) return report({ kind: 'removed', seq: 1, detail: `records 1 to ${seq - 1} are missing, and retention did not remove them` });
+        if (start && !(await signed(start, seq - 1, start.head_hash))) {
+          return report({ kind: 'checkpoint', seq: seq - 1, detail: `the checkpoint the kept records start from (record ${seq - 1}) is not validly signed` });
         }
         prevHash = start?.head_hash ?? GENESIS_HASH;
         expectedSeq = seq;
       }
       if (seq > expectedSeq) return report({ kind: 'removed', seq: expectedSeq, detail: `record ${expectedSeq} is missing (the next kept is ${seq})` });
-      if (seq > headSeq) return report({ kind: 'inserted', seq, eventId: row.event_id, detail: `record ${seq} lies beyond the chain's head (${headSeq})` });
+      // Appended while this walk went on: read the head again before calling it inserted.
+      if (seq > Number(head?.seq ?? 0)) head = await readHead();
+      if (seq > Number(head?.seq ?? 0)) return report({ kind: 'inserted', seq, eventId: row.event_id, detail: `record ${seq} lies beyond the chain's head (${head?.seq ?? 0})` });
       if (row.prev_hash !== prevHash) {
-        return report({ kind: 'inserted', seq, eventId: row.event_id, detail: `record ${seq} does not follow record ${seq - 1}: it was put in, or what came before it was replaced` });
+        return report({
+          kind: 'inserted',
+          seq,
+          eventId: row.event_id,
+          detail: `record ${seq} does not follow record ${seq - 1}: it was put in, or record ${seq - 1} was changed and its hash computed anew`,
+        });
       }
       if (recordHash(row.prev_hash, row.body) !== row.hash || !matchesColumns(row, scope)) {
         return report({ kind: 'changed', seq, eventId: row.event_id, detail: `record ${seq} is not what was written` });
       }
       const checkpoint = checkpoints.get(seq);
-      if (checkpoint) {
-        const claims = await signer.verify(checkpoint.signature);
-        if (!claims || claims.tenant !== scope || claims.seq !== seq || claims.head !== checkpoint.head_hash || checkpoint.head_hash !== row.hash) {
-          return report({ kind: 'checkpoint', seq, detail: `the chain up to record ${seq} does not match its signed checkpoint: records before it were rewritten` });
-        }
-        verified++;
-        verifiedTo = { seq, time: claims.time };
+      if (checkpoint && !(await signed(checkpoint, seq, row.hash))) {
+        return report({ kind: 'checkpoint', seq, detail: `the chain up to record ${seq} does not match its signed checkpoint: records before it were rewritten` });
       }
       prevHash = row.hash;
       expectedSeq = seq + 1;
@@ -93,6 +109,14 @@ export async function verifyChain(store: Store, signer: CheckpointSigner, scope:
       after = seq;
     }
     if (rows.length < PAGE) break;
+  }
+  const headSeq = Number(head?.seq ?? 0);
+  if (expectedSeq === undefined && headSeq > 0) {
+    // No record left: only retention may have taken them all, leaving the head's checkpoint.
+    const last = checkpoints.get(headSeq);
+    if (!last || !retained(last) || last.head_hash !== head?.hash || !(await signed(last, headSeq, last.head_hash))) {
+      return report({ kind: 'removed', seq: 1, detail: `records 1 to ${headSeq} are missing` });
+    }
   }
   if (expectedSeq !== undefined && expectedSeq <= headSeq) return report({ kind: 'removed', seq: expectedSeq, detail: `records ${expectedSeq} to ${headSeq} are missing` });
   return report();

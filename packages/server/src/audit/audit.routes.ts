@@ -4,14 +4,11 @@ import type { FastifyRequest } from 'fastify';
 import { FlowgateError } from '../errors/index.js';
 import type { HttpApp } from '../http/index.js';
 import { callerOf, principalHas } from '../iam/index.js';
-import type { Store } from '../storage/index.js';
-import { PLATFORM_SCOPE, type AuditLog, type AuditQuery, type CheckpointSigner } from './audit-log.js';
-import { verifyChain } from './audit-verify.js';
+import { PLATFORM_SCOPE, type AuditQuery } from './audit-log.js';
+import type { AuditService } from './audit-service.js';
 
 export interface AuditRoutesOptions {
-  readonly log: AuditLog;
-  readonly store: Store;
-  readonly signer: CheckpointSigner;
+  readonly audit: AuditService;
 }
 
 const problems = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, { $ref: 'Problem#' }]));
@@ -24,7 +21,8 @@ const EXPORT_PAGE = 500;
  * /api/v1/audit: a tenant reads, exports and verifies its own audit log; platform
  * admins do the same for the platform's records with `scope=platform`.
  */
-export function registerAuditRoutes(app: HttpApp, { log, store, signer }: AuditRoutesOptions): void {
+export function registerAuditRoutes(app: HttpApp, { audit }: AuditRoutesOptions): void {
+  const log = audit.log;
   app.get(
     '/api/v1/audit',
     {
@@ -81,7 +79,7 @@ export function registerAuditRoutes(app: HttpApp, { log, store, signer }: AuditR
       },
     },
     async (request): Promise<AuditVerify> => {
-      const report = await verifyChain(store, signer, scopeOf(request, request.query));
+      const report = await audit.verify(scopeOf(request, request.query));
       return {
         ok: report.ok,
         records: report.records,

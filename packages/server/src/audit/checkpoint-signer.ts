@@ -53,11 +53,15 @@ export function createCheckpointSigner(store: Store, keys: SigningKeys, clock: C
     },
     async verify(signature: string): Promise<CheckpointClaims | undefined> {
       try {
-        const { payload, protectedHeader } = await compactVerify(signature, async (header) => {
-          const key = header.kid ? await publicKey(header.kid) : undefined;
-          if (!key) throw new Error('unknown checkpoint key');
-          return key;
-        });
+        const { payload, protectedHeader } = await compactVerify(
+          signature,
+          async (header) => {
+            const key = header.kid ? await publicKey(header.kid) : undefined;
+            if (!key) throw new Error('unknown checkpoint key');
+            return key;
+          },
+          { algorithms: [ALG] },
+        );
         if (protectedHeader.typ !== TYP) return undefined;
         return JSON.parse(new TextDecoder().decode(payload)) as CheckpointClaims;
       } catch {

@@ -74,7 +74,9 @@ export async function rotateMaster(io: CliIo, options: { json?: boolean; rewrapO
   }
   try {
     await store.migrate(ALL_MIGRATIONS);
-    const ring = MasterKeyRing.load({ masterKey: config.secrets.masterKey, masterKeyFile: config.secrets.masterKeyFile, dataDir: config.dataDir });
+    const ring = MasterKeyRing.load({ masterKey: config.secrets.masterKey, masterKeyFile: config.secrets.masterKeyFile, dataDir: config.dataDir }, undefined, {
+      mayCreate: !store.capabilities.sharedAcrossProcesses,
+    });
     const keys = new DataKeys(store, ring, systemClock);
     // Refuse before touching anything if these keys cannot open what is stored.
     await keys.checkMasterKeys();
@@ -90,7 +92,7 @@ export async function rotateMaster(io: CliIo, options: { json?: boolean; rewrapO
     io.stdout.write(`re-wrapped ${rewrapped} of ${total} data key${total === 1 ? '' : 's'} (${where})\n`);
     io.stdout.write(
       fromFile
-        ? 'Keep the older keys in the key file until every running server has read it again (each does when it first meets the new key); then they may go.\n'
+        ? 'Keep the older keys in the key file until every running server has restarted, then run `flowgate secrets rotate-master --rewrap-only` once more; after that they may go.\n'
         : 'Every data key is now under the first key of FLOWGATE_MASTER_KEY; the others may be removed from it.\n',
     );
   } catch (err) {

@@ -30,8 +30,11 @@ export interface CreateSecretsOptions {
  * and checks that they open this database's data keys: a wrong key stops the start.
  */
 export async function createSecrets(options: CreateSecretsOptions): Promise<Secrets> {
-  const ring = MasterKeyRing.load({ masterKey: options.config.masterKey, masterKeyFile: options.config.masterKeyFile, dataDir: options.dataDir }, (file) =>
-    options.logger.warn({ file }, 'generated a new master key file (mode 0600); back it up: without it the secrets in this database cannot be read'),
+  // Only the embedded default makes its own key: instances sharing a store must share it.
+  const ring = MasterKeyRing.load(
+    { masterKey: options.config.masterKey, masterKeyFile: options.config.masterKeyFile, dataDir: options.dataDir },
+    (file) => options.logger.warn({ file }, 'generated a new master key file (mode 0600); back it up: without it the secrets in this database cannot be read'),
+    { mayCreate: !options.store.capabilities.sharedAcrossProcesses },
   );
   const keys = new DataKeys(options.store, ring, options.clock);
   await keys.checkMasterKeys();

@@ -60,6 +60,9 @@ export class DataKeys {
     for (let attempt = 0; attempt < 3; attempt++) {
       const row = await this.db.selectFrom('secret_data_keys').selectAll().where('tenant_id', '=', tenant).where('retired_at', 'is', null).executeTakeFirst();
       if (row) return this.unwrap(row);
+      // A new data key goes under the newest master key, also when another instance
+      // rotated it in after this one started (its old key may be removed later).
+      this.ring.refresh();
       const master = this.ring.current;
       const id = `dk_${newId()}`;
       const key = randomBytes(32);

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { FlowgateError } from '../errors/index.js';
 
@@ -40,10 +40,16 @@ export class MasterKeyRing {
    * Loads the keys. Without a configured key and without a key file, writes a new key
    * file (mode 0600) and calls `created` with its path.
    */
-  static load(source: MasterKeySource, created?: (file: string) => void): MasterKeyRing {
+  static load(source: MasterKeySource, created?: (file: string) => void, options: { mayCreate?: boolean } = {}): MasterKeyRing {
     if (source.masterKey !== undefined) return new MasterKeyRing(parseKeys(source.masterKey.split(','), 'FLOWGATE_MASTER_KEY'), undefined);
     const file = keyFilePath(source);
     if (!existsSync(file)) {
+      if (options.mayCreate === false) {
+        throw new FlowgateError(
+          'FLOWGATE_ERR_CONFIG_INVALID',
+          `FLOWGATE_MASTER_KEY: not set, and there is no key file at ${file}. Instances sharing a PostgreSQL store must share the master key: set FLOWGATE_MASTER_KEY (openssl rand -base64 32), or FLOWGATE_MASTER_KEY_FILE to a file every instance reads.`,
+        );
+      }
       writeKeyFile(file, [randomBytes(KEY_BYTES)]);
       created?.(file);
     }
@@ -68,6 +74,14 @@ export class MasterKeyRing {
     if (known || !this.file) return known;
     this.keys = readKeyFile(this.file);
     return this.keys.find((k) => k.id === id);
+  }
+
+  /**
+   * The keys as they are now: the key file is read again (another instance may have
+   * rotated in a new current key). Keys from FLOWGATE_MASTER_KEY do not change.
+   */
+  refresh(): void {
+    if (this.file) this.keys = readKeyFile(this.file);
   }
 
   /**
@@ -105,11 +119,20 @@ function readKeyFile(file: string): MasterKey[] {
   return parseKeys(lines, `FLOWGATE_MASTER_KEY_FILE (${file})`);
 }
 
+/** Writes the key file whole or not at all: a crash mid-write must not lose the keys. */
 function writeKeyFile(file: string, keys: readonly Buffer[]): void {
   mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, `${[...FILE_HEADER, ...keys.map((k) => k.toString('base64'))].join('\n')}\n`, { mode: 0o600 });
-  // writeFileSync's mode applies only to a new file.
-  chmodSync(file, 0o600);
+  const temporary = `${file}.${process.pid}.tmp`;
+  const fd = openSync(temporary, 'w', 0o600);
+  try {
+    writeSync(fd, `${[...FILE_HEADER, ...keys.map((k) => k.toString('base64'))].join('\n')}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  // openSync's mode applies only to a new file.
+  chmodSync(temporary, 0o600);
+  renameSync(temporary, file);
 }
 
 function parseKeys(values: readonly string[], where: string): MasterKey[] {

@@ -150,6 +150,18 @@ describe.each(['sqlite', 'postgres'] as const)('audit log on %s', (store) => {
     expect((await verify(beta)).ok).toBe(true);
   });
 
+  it('names records removed from the start, or all of them, when retention is off', async () => {
+    const rows = await records(beta.tenant);
+    const checkpoint = await db().selectFrom('audit_checkpoints').select('seq').where('tenant_id', '=', beta.tenant).orderBy('seq').executeTakeFirstOrThrow();
+    // Up to a signed checkpoint, as retention would: without retention it is a removal.
+    await db().deleteFrom('audit_records').where('tenant_id', '=', beta.tenant).where('seq', '<=', checkpoint.seq).execute();
+    expect((await verify(beta)).problem).toMatchObject({ kind: 'removed', seq: 1 });
+    await db().deleteFrom('audit_records').where('tenant_id', '=', beta.tenant).execute();
+    expect((await verify(beta)).problem).toMatchObject({ kind: 'removed', seq: 1 });
+    for (const row of rows) await db().insertInto('audit_records').values(row).execute();
+    expect((await verify(beta)).ok).toBe(true);
+  });
+
   it('keeps audit topics for Flowgate: a tenant cannot publish a forged audit event', async () => {
     const res = await api(base, 'POST', '/api/v1/topics/audit.secrets.created/events', { token: alpha.token, body: { payload: { action: 'secrets.created' } } });
     expectProblem(res, 400, 'FLOWGATE_ERR_BUS_RESERVED_TOPIC');

@@ -39,6 +39,12 @@ describe('master keys', () => {
     expect(ring.current.key.toString('base64')).toBe(a);
   });
 
+  it('does not make a key where instances share the store, and says how to give one', () => {
+    const error = rejectionSync(() => MasterKeyRing.load({ dataDir: dir }, undefined, { mayCreate: false }));
+    expect(error.code).toBe('FLOWGATE_ERR_CONFIG_INVALID');
+    expect(error.message).toContain('FLOWGATE_MASTER_KEY');
+  });
+
   it('refuses a key file without a key', async () => {
     await writeFile(join(dir, 'keys'), '# nothing here\n');
     const error = rejectionSync(() => MasterKeyRing.load({ dataDir: dir, masterKeyFile: 'keys' }));
@@ -124,6 +130,15 @@ describe.each(STORE_KINDS)('secrets on %s', (kind) => {
   it('refuses names a flow could not refer to, and empty values', async () => {
     expect((await rejection(secrets.create('acme', { name: 'Bad-Name', kind: 'generic', value: 'x' }))).code).toBe('FLOWGATE_ERR_REQUEST_INVALID');
     expect((await rejection(secrets.create('acme', { name: 'empty', kind: 'generic', value: '' }))).code).toBe('FLOWGATE_ERR_REQUEST_INVALID');
+  });
+
+  it('wraps a new tenant key with the new master key even in an instance started before the rotation', async () => {
+    const stale = new SecretStore(opened.store, new DataKeys(opened.store, MasterKeyRing.load({ dataDir: dir }), systemClock), systemClock);
+    const newKey = ring.addNewKey();
+    await keys.rewrapAll();
+    await stale.create('late-tenant', { name: 'token', kind: 'generic', value: 'late' });
+    const wrapped = await db().selectFrom('secret_data_keys').select('master_key_id').where('tenant_id', '=', 'late-tenant').execute();
+    expect(wrapped).toEqual([{ master_key_id: newKey.id }]);
   });
 
   it('refuses to start with a master key that did not wrap the data keys, naming the key ids', async () => {

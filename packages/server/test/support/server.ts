@@ -50,6 +50,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     dataDir,
     log: { level: 'info', ...overrides.log },
     database: options.store === 'postgres' ? { url: PG_URL, schema, ...overrides.database } : { ...overrides.database },
+    // Instances on PostgreSQL must be given their master key; the embedded default makes one.
+    secrets: options.store === 'postgres' ? { masterKey: randomBytes(32).toString('base64'), ...overrides.secrets } : { ...overrides.secrets },
     iam: {
       ...overrides.iam,
       bootstrap: options.noBootstrap ? {} : { clientId: ADMIN_CLIENT_ID, clientSecret: ADMIN_CLIENT_SECRET },
