@@ -1,6 +1,7 @@
 /**
- * `flowgate start`, `flowgate migrate` and `flowgate secrets rotate-master`: the server side. The server's modules are
- * loaded only when one of these runs, so the client commands start fast.
+ * `flowgate start`, `flowgate migrate` and `flowgate secrets rotate-master`: the server
+ * side. The server's modules are loaded only when one of these runs, so the client
+ * commands start fast.
  */
 import { CliError, type CliIo } from './io.js';
 import { printJson } from './output.js';
@@ -10,7 +11,8 @@ export async function start(io: CliIo): Promise<void> {
   await runServer(io.env, io.cwd);
 }
 
-export async function migrate(io: CliIo, options: { json?: boolean }): Promise<void> {
+/** The server's configuration and its opened store, as the server would have them. */
+async function openServerStore(io: CliIo) {
   const { loadConfig, ConfigError } = await import('../config/index.js');
   let config;
   try {
@@ -19,14 +21,19 @@ export async function migrate(io: CliIo, options: { json?: boolean }): Promise<v
     if (err instanceof ConfigError) throw new CliError(err.message, 2);
     throw err;
   }
-  const [{ openStore, redactUrl }, { ALL_MIGRATIONS }] = await Promise.all([import('../storage/index.js'), import('../migrations.js')]);
+  const { openStore, redactUrl } = await import('../storage/index.js');
   const where = config.database.url ? redactUrl(config.database.url) : `SQLite in ${config.dataDir}`;
-  let store;
   try {
-    store = await openStore({ url: config.database.url, schema: config.database.schema, dataDir: config.dataDir, poolSize: config.database.poolSize });
+    const store = await openStore({ url: config.database.url, schema: config.database.schema, dataDir: config.dataDir, poolSize: config.database.poolSize });
+    return { config, store, where };
   } catch (err) {
     throw new CliError(`cannot open the database (${where}): ${describe(err)}`);
   }
+}
+
+export async function migrate(io: CliIo, options: { json?: boolean }): Promise<void> {
+  const { store, where } = await openServerStore(io);
+  const { ALL_MIGRATIONS } = await import('../migrations.js');
   let applied: string[];
   try {
     applied = await store.migrate(ALL_MIGRATIONS);
@@ -51,27 +58,8 @@ export async function migrate(io: CliIo, options: { json?: boolean }): Promise<v
  * they meet the new key's id. With FLOWGATE_MASTER_KEY, re-wraps to its first key.
  */
 export async function rotateMaster(io: CliIo, options: { json?: boolean; rewrapOnly?: boolean }): Promise<void> {
-  const { loadConfig, ConfigError } = await import('../config/index.js');
-  let config;
-  try {
-    config = loadConfig({ env: io.env, cwd: io.cwd });
-  } catch (err) {
-    if (err instanceof ConfigError) throw new CliError(err.message, 2);
-    throw err;
-  }
-  const [{ openStore, redactUrl }, { ALL_MIGRATIONS }, { MasterKeyRing, DataKeys }, { systemClock }] = await Promise.all([
-    import('../storage/index.js'),
-    import('../migrations.js'),
-    import('../secrets/index.js'),
-    import('../kernel/index.js'),
-  ]);
-  const where = config.database.url ? redactUrl(config.database.url) : `SQLite in ${config.dataDir}`;
-  let store;
-  try {
-    store = await openStore({ url: config.database.url, schema: config.database.schema, dataDir: config.dataDir, poolSize: config.database.poolSize });
-  } catch (err) {
-    throw new CliError(`cannot open the database (${where}): ${describe(err)}`);
-  }
+  const { config, store, where } = await openServerStore(io);
+  const [{ ALL_MIGRATIONS }, { MasterKeyRing, DataKeys }, { systemClock }] = await Promise.all([import('../migrations.js'), import('../secrets/index.js'), import('../kernel/index.js')]);
   try {
     await store.migrate(ALL_MIGRATIONS);
     const ring = MasterKeyRing.load({ masterKey: config.secrets.masterKey, masterKeyFile: config.secrets.masterKeyFile, dataDir: config.dataDir }, undefined, {

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditTables } from '../../src/audit/index.js';
-import type { CliIo } from '../../src/cli/io.js';
 import { runCli } from '../../src/cli/program.js';
 import { waitFor } from '../support/bus.js';
+import { captureIo } from '../support/cli.js';
 import { api } from '../support/http.js';
 import { createTenant, type TenantOwner } from '../support/iam.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -20,18 +20,9 @@ describe('flowgate audit', () => {
   let root: string;
 
   const run = async (args: string[]) => {
-    let out = '';
-    let err = '';
-    const io: CliIo = {
-      env: { FLOWGATE_CREDENTIALS_FILE: join(root, 'credentials.json') },
-      cwd: root,
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: (s: string) => (err += s) },
-      now: () => Date.now(),
-      openBrowser: () => undefined,
-    };
-    const code = await runCli(['node', 'flowgate', ...args, '--url', server.url, '--token', acme.token], io);
-    return { code, stdout: out, stderr: err };
+    const captured = captureIo(root);
+    const code = await runCli(['node', 'flowgate', ...args, '--url', server.url, '--token', acme.token], captured.io);
+    return { code, stdout: captured.stdout(), stderr: captured.stderr() };
   };
   const records = () => server.flowgate.store.db<AuditTables>().selectFrom('audit_records').selectAll().where('tenant_id', '=', acme.tenant).orderBy('seq').execute();
 

@@ -5,36 +5,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../src/cli/io.js';
 import { runCli } from '../../src/cli/program.js';
 import { waitFor } from '../support/bus.js';
+import { captureIo } from '../support/cli.js';
 import { api } from '../support/http.js';
 import { createTenant, type TenantOwner } from '../support/iam.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-
-interface Captured {
-  readonly io: CliIo;
-  stdout(): string;
-  stderr(): string;
-}
-
-/** An io whose streams are strings, with an optional standard input. */
-function captureIo(root: string, stdin?: string): Captured {
-  let out = '';
-  let err = '';
-  const io = {
-    env: { FLOWGATE_CREDENTIALS_FILE: join(root, 'credentials.json') },
-    cwd: root,
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    now: () => Date.now(),
-    openBrowser: () => undefined,
-    ...(stdin !== undefined ? { stdin: Readable.from([stdin]) } : {}),
-  };
-  return { io, stdout: () => out, stderr: () => err };
-}
 
 describe('flowgate publish and tail', () => {
   let server: TestServer;
