@@ -11,7 +11,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { exportJWK, generateKeyPair } from 'jose';
+import { generateKeyPair } from 'jose';
 
 const ROOT = join(import.meta.dirname, '..');
 const DIST = join(ROOT, 'packages/server/dist');
@@ -29,8 +29,7 @@ await store.migrate(ALL_MIGRATIONS);
 // The IAM's part, as the audit log sees it: an active ES256 key and its public JWK.
 const { privateKey, publicKey } = await generateKeyPair('ES256');
 const kid = `bench-${randomBytes(4).toString('hex')}`;
-const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256' };
-const signer = createCheckpointSigner(store, { activeKey: async () => ({ kid, key: privateKey }), jwks: async () => ({ keys: [publicJwk] }) }, systemClock);
+const signer = createCheckpointSigner({ activeKey: async () => ({ kid, key: privateKey }), historicPublicKey: async (k) => (k === kid ? publicKey : undefined) });
 const log = new AuditLog(store, systemClock, signer, { checkpointEvery: 1000, checkpointMs: 600_000 });
 
 const tenant = 'bench-tenant';

@@ -88,10 +88,11 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       issuer,
       hasher: options.hasher,
       announce: options.announce ?? ((text) => process.stdout.write(`${text}\n`)),
+      sealer: secrets.sealer,
     });
     await iam.start();
     bus.start();
-    const auditService = new AuditService({ store, bus, clock, logger, signer: createCheckpointSigner(store, iam.keys, clock), ...config.audit });
+    const auditService = new AuditService({ store, bus, clock, logger, signer: createCheckpointSigner(iam.keys), ...config.audit });
     await auditService.start();
 
     const httpApp = await createHttpApp({ logger, metrics: createHttpMetrics(registry), bodyLimitBytes: config.server.bodyLimitBytes, version: VERSION });

@@ -47,15 +47,6 @@ export const auditMigrations: readonly NamedMigration[] = [
         .addColumn('signature', 'text', (c) => c.notNull())
         .addPrimaryKeyConstraint('audit_checkpoints_pk', ['tenant_id', 'seq'])
         .execute();
-
-      // The public keys that signed checkpoints, kept for as long as the checkpoints: the
-      // IAM deletes a retired key once no token it signed can be valid.
-      await db.schema
-        .createTable('audit_signer_keys')
-        .addColumn('kid', 'varchar(100)', (c) => c.primaryKey())
-        .addColumn('public_jwk', 'text', (c) => c.notNull())
-        .addColumn('added_at', 'bigint', (c) => c.notNull())
-        .execute();
     },
   },
 ];
@@ -77,5 +68,4 @@ export interface AuditTables {
   };
   audit_heads: { tenant_id: string; seq: number; hash: string; checkpoint_seq: number; checkpoint_at: number };
   audit_checkpoints: { tenant_id: string; seq: number; head_hash: string; created_at: number; signature: string };
-  audit_signer_keys: { kid: string; public_jwk: string; added_at: number };
 }

@@ -21,7 +21,7 @@ import { RefreshTokenStore } from './refresh-tokens.js';
 import { RevocationList } from './revocation-list.js';
 import { createScryptHasher, type SecretHasher } from './secret-hasher.js';
 import { ServiceAccountRepository } from './service-account.repository.js';
-import { SigningKeyStore } from './signing-keys.js';
+import { SigningKeyStore, type KeySealer } from './signing-keys.js';
 import { TenantRepository } from './tenant.repository.js';
 import { TokenService } from './token-service.js';
 import { TokenVerifier } from './token-verifier.js';
@@ -39,6 +39,8 @@ export interface IamDeps {
   readonly hasher?: SecretHasher | undefined;
   /** Where generated bootstrap credentials are shown. */
   readonly announce: (text: string) => void;
+  /** Encrypts the signing keys' private halves at rest (the secrets service). */
+  readonly sealer?: KeySealer | undefined;
 }
 
 /** The IAM module: what other modules and the composition root use of it. */
@@ -70,7 +72,7 @@ export function createIam(deps: IamDeps): Iam {
     // lifetime, the clock tolerance, and the cache time during which another instance
     // may still sign with it.
     publishMs: (iam.accessTokenTtl + iam.clockTolerance + iam.keyCacheSeconds) * 1000,
-  });
+  }, deps.sealer);
   const revocations = new RevocationList(db, clock);
   const tokens = new TokenService(keys, clock, { issuer: deps.issuer, audience: iam.audience, accessTokenTtl: iam.accessTokenTtl });
   const verifier = new TokenVerifier(keys, revocations, clock, {
@@ -109,6 +111,8 @@ export function createIam(deps: IamDeps): Iam {
     oauth,
     async start() {
       await keys.init();
+      // Keys made before the sealer existed are sealed now.
+      await keys.sealStoredKeys();
       await bootstrapIam({ db, tenants, accounts, admin, hasher, clock, logger: deps.logger, announce: deps.announce }, iam.bootstrap);
     },
     async registerRoutes(app) {

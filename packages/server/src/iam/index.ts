@@ -3,6 +3,7 @@
  * OpenID Connect server (tokens, JWKS, introspection, revocation, token exchange).
  */
 export { createIam, type Iam, type IamDeps } from './create-iam.js';
+export type { KeySealer } from './signing-keys.js';
 export { iamMigrations } from './iam.migrations.js';
 export { authenticateBearer, callerOf } from './auth-hook.js';
 export { principalHas, type Principal, type ActClaim } from './principal.js';

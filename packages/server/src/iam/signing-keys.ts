@@ -39,6 +39,8 @@ export class SigningKeyStore {
     private readonly db: Kysely<IamTables>,
     private readonly clock: Clock,
     private readonly options: SigningKeyStoreOptions,
+    /** Encrypts private keys at rest; without one they are stored in the clear. */
+    private readonly sealer?: KeySealer,
   ) {}
 
   /** Makes sure a signing key exists (the first start creates one). */
@@ -59,7 +61,7 @@ export class SigningKeyStore {
       return this.activeKey();
     }
     if (this.signing?.kid !== active.row.kid) {
-      const jwk = JSON.parse(active.row.private_jwk) as JWK;
+      const jwk = JSON.parse(await this.privateJwkText(active.row)) as JWK;
       this.signing = { kid: active.row.kid, key: (await importJWK(jwk, SIGNING_ALG)) as CryptoKey };
     }
     return this.signing;
@@ -103,17 +105,49 @@ export class SigningKeyStore {
 
   /**
    * Creates a new signing key and retires the others, in one transaction. Keys whose
-   * publication window has passed are deleted.
+   * publication window has passed lose their private half; their public half stays, so
+   * what they signed for the long term (audit checkpoints) can still be verified.
    */
   async rotate(): Promise<{ kid: string; createdAt: number }> {
     const now = this.clock.now();
-    const created = await this.db.transaction().execute(async (trx) => {
+    // Made (and sealed, which reads the store) before the transaction: SQLite has one connection.
+    const fresh = await this.newKeyRow();
+    await this.db.transaction().execute(async (trx) => {
       await trx.updateTable('signing_keys').set({ retired_at: now }).where('retired_at', 'is', null).execute();
-      await trx.deleteFrom('signing_keys').where('retired_at', '<', now - this.options.publishMs).execute();
-      return this.insertNewKey(trx);
+      await trx.updateTable('signing_keys').set({ private_jwk: '' }).where('retired_at', '<', now - this.options.publishMs).execute();
+      await trx.insertInto('signing_keys').values(fresh).execute();
     });
     await this.load();
-    return created;
+    return { kid: fresh.kid, createdAt: fresh.created_at };
+  }
+
+  /**
+   * The public key `kid`, published or long retired: for signatures meant to outlive
+   * tokens, such as audit checkpoints. Undefined when the IAM never had it.
+   */
+  async historicPublicKey(kid: string): Promise<CryptoKey | undefined> {
+    const known = (await this.keys()).find((k) => k.row.kid === kid) ?? (await this.load()).find((k) => k.row.kid === kid);
+    return known?.publicKey;
+  }
+
+  /** Seals private keys stored in the clear (from before the sealer existed). */
+  async sealStoredKeys(): Promise<number> {
+    if (!this.sealer) return 0;
+    const rows = await this.db.selectFrom('signing_keys').select(['kid', 'private_jwk']).execute();
+    let sealed = 0;
+    for (const row of rows) {
+      if (row.private_jwk === '' || row.private_jwk.startsWith(SEALED)) continue;
+      const text = await this.sealer.seal(row.private_jwk, sealContext(row.kid));
+      await this.db.updateTable('signing_keys').set({ private_jwk: `${SEALED}${text}` }).where('kid', '=', row.kid).where('private_jwk', '=', row.private_jwk).execute();
+      sealed++;
+    }
+    return sealed;
+  }
+
+  private async privateJwkText(row: KeyRow): Promise<string> {
+    if (!row.private_jwk.startsWith(SEALED)) return row.private_jwk;
+    if (!this.sealer) throw new Error(`signing key ${row.kid} is sealed, and this IAM has no sealer`);
+    return this.sealer.open(row.private_jwk.slice(SEALED.length), sealContext(row.kid));
   }
 
   private isPublished(row: KeyRow, now: number): boolean {
@@ -138,24 +172,38 @@ export class SigningKeyStore {
   }
 
   private async insertNewKey(db: Kysely<IamTables>): Promise<{ kid: string; createdAt: number }> {
+    const row = await this.newKeyRow();
+    await db.insertInto('signing_keys').values(row).execute();
+    return { kid: row.kid, createdAt: row.created_at };
+  }
+
+  private async newKeyRow() {
     const { publicKey, privateKey } = await generateKeyPair(SIGNING_ALG, { extractable: true });
     const publicJwk = await exportJWK(publicKey);
     // The kid is the key's RFC 7638 thumbprint: derived from the key, never reused.
     const kid = await calculateJwkThumbprint(publicJwk);
     const published: JWK = { ...publicJwk, kid, alg: SIGNING_ALG, use: 'sig' };
-    const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: SIGNING_ALG };
-    const createdAt = this.clock.now();
-    await db
-      .insertInto('signing_keys')
-      .values({
-        kid,
-        alg: SIGNING_ALG,
-        public_jwk: JSON.stringify(published),
-        private_jwk: JSON.stringify(privateJwk),
-        created_at: createdAt,
-        retired_at: null,
-      })
-      .execute();
-    return { kid, createdAt };
+    const privateText = JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg: SIGNING_ALG });
+    return {
+      kid,
+      alg: SIGNING_ALG,
+      public_jwk: JSON.stringify(published),
+      private_jwk: this.sealer ? `${SEALED}${await this.sealer.seal(privateText, sealContext(kid))}` : privateText,
+      created_at: this.clock.now(),
+      retired_at: null,
+    };
   }
+}
+
+/** Encrypts text at rest (the secrets service's envelope encryption). */
+export interface KeySealer {
+  seal(plain: string, context: string): Promise<string>;
+  open(sealed: string, context: string): Promise<string>;
+}
+
+/** Marks a sealed private key; a stored JWK in the clear starts with `{`. */
+const SEALED = 'sealed:';
+
+function sealContext(kid: string): string {
+  return `flowgate iam signing key\u0000${kid}`;
 }

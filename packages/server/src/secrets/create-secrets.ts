@@ -4,12 +4,15 @@ import type { Logger } from '../observability/index.js';
 import type { OutboundClient } from '../outbound/index.js';
 import type { Store } from '../storage/index.js';
 import { DataKeys } from './data-keys.js';
+import { createTextSealer, type TextSealer } from './key-sealer.js';
 import { MasterKeyRing } from './master-keys.js';
 import { OAuth2Tokens } from './oauth2-tokens.js';
 import { SecretStore } from './secret-store.js';
 
 export interface Secrets {
   readonly store: SecretStore;
+  /** Seals Flowgate's own secrets at rest (the IAM's private signing keys). */
+  readonly sealer: TextSealer;
   readonly oauth2: OAuth2Tokens;
   readonly keys: DataKeys;
   readonly ring: MasterKeyRing;
@@ -39,5 +42,5 @@ export async function createSecrets(options: CreateSecretsOptions): Promise<Secr
   const keys = new DataKeys(options.store, ring, options.clock);
   await keys.checkMasterKeys();
   const store = new SecretStore(options.store, keys, options.clock);
-  return { store, oauth2: new OAuth2Tokens(options.store, store, keys, options.outbound, options.clock, options.audit), keys, ring };
+  return { store, sealer: createTextSealer(keys), oauth2: new OAuth2Tokens(options.store, store, keys, options.outbound, options.clock, options.audit), keys, ring };
 }

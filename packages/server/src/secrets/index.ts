@@ -9,3 +9,4 @@ export { registerSecretRoutes } from './secrets.routes.js';
 export { secretsMigrations, type SecretsTables } from './secrets.migrations.js';
 export { createSecrets, type Secrets, type CreateSecretsOptions } from './create-secrets.js';
 export { OAuth2Tokens } from './oauth2-tokens.js';
+export { createTextSealer, PLATFORM_KEYS, type TextSealer } from './key-sealer.js';

@@ -15,8 +15,12 @@ const { workerData, parentPort } = require('node:worker_threads');
 const Database = require(workerData.module);
 const db = new Database(workerData.file);
 db.pragma('busy_timeout = 5000');
+let reportedAt = 0;
 const timer = setInterval(() => {
-  try { db.pragma('wal_checkpoint(PASSIVE)'); } catch (error) { parentPort.postMessage({ error: String(error) }); }
+  try { db.pragma('wal_checkpoint(PASSIVE)'); } catch (error) {
+    // A lasting failure is told once a minute, not at every try.
+    if (Date.now() - reportedAt >= 60000) { reportedAt = Date.now(); parentPort.postMessage({ error: String(error) }); }
+  }
 }, workerData.intervalMs);
 parentPort.on('message', () => {
   clearInterval(timer);

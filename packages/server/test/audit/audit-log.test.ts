@@ -57,7 +57,7 @@ describe.each(['sqlite', 'postgres'] as const)('audit log on %s', (store) => {
   });
 
   it('stores an event delivered twice only once', async () => {
-    const log = new AuditLog(server.flowgate.store, systemClock, createCheckpointSigner(server.flowgate.store, server.flowgate.iam.keys, systemClock), { checkpointEvery: 1000, checkpointMs: 600_000 });
+    const log = new AuditLog(server.flowgate.store, systemClock, createCheckpointSigner(server.flowgate.iam.keys), { checkpointEvery: 1000, checkpointMs: 600_000 });
     const event = { id: `twice-${store}`, time: new Date().toISOString(), action: 'test.delivered_twice', tenant: `once-${store}`, actor: 'tester', outcome: 'success' as const };
     expect(await log.append(event)).toBe(true);
     expect(await log.append(event)).toBe(false);
@@ -211,6 +211,31 @@ describe.each(['sqlite', 'postgres'] as const)('audit retention on %s', (store) 
       // The checkpoint the kept records hang from must be the signed one.
       await db.updateTable('audit_checkpoints').set({ signature: 'forged.signature.here' }).where('tenant_id', '=', owner.tenant).where('seq', '=', cut).execute();
       expect((await api(server.url, 'GET', '/api/v1/audit/verify', { token })).body.problem).toMatchObject({ kind: 'checkpoint', seq: cut });
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('audit checkpoints after the IAM rotated its key away', () => {
+  it('still verify with the retired public key, whose private half is gone', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const server = await startTestServer({ clock, config: { audit: { checkpointEvery: 2 } } });
+    try {
+      const owner = await createTenant(server.url, 'rotated-keys');
+      const db = server.flowgate.store.db<AuditTables & { signing_keys: { kid: string; private_jwk: string } }>();
+      for (const name of ['k1', 'k2', 'k3']) expect((await api(server.url, 'POST', '/api/v1/secrets', { token: owner.token, body: { name, value: 'v' } })).status).toBe(201);
+      await waitFor('a checkpoint', async () => (await db.selectFrom('audit_checkpoints').select('seq').where('tenant_id', '=', owner.tenant).execute()).length > 0);
+      const { kid: oldKid } = await server.flowgate.iam.keys.activeKey();
+      await server.flowgate.iam.keys.rotate();
+      clock.advance(10 * 24 * 60 * 60 * 1000);
+      await server.flowgate.iam.keys.rotate();
+      const old = await db.selectFrom('signing_keys').select('private_jwk').where('kid', '=', oldKid).executeTakeFirstOrThrow();
+      expect(old.private_jwk).toBe('');
+      const token = await clientToken(server.url, owner.clientId, owner.clientSecret);
+      const report = (await api(server.url, 'GET', '/api/v1/audit/verify', { token })).body;
+      expect(report).toMatchObject({ ok: true });
+      expect(report.checkpoints).toBeGreaterThanOrEqual(1);
     } finally {
       await server.close();
     }

@@ -8,7 +8,7 @@ import { createHmac, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignJWT, calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+import { SignJWT, calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { ManualClock } from '../../src/kernel/clock.js';
 import { startTestServer, ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, type TestServer } from '../support/server.js';
 import { api, clientToken, postForm } from '../support/http.js';
@@ -35,10 +35,9 @@ describe('bearer token attacks on the API', () => {
     base = server.url;
     acme = await createTenant(base, 'acme');
 
-    const rows = await server.flowgate.store.db<any>().selectFrom('signing_keys').selectAll().execute();
-    const active = rows.find((r: any) => r.retired_at === null)!;
-    serverKid = active.kid;
-    serverKey = (await importJWK(JSON.parse(active.private_jwk) as JWK, 'ES256')) as CryptoKey;
+    // The attacks below forge tokens with the server's own key, taken from its IAM (the
+    // database holds the private half sealed only).
+    ({ kid: serverKid, key: serverKey } = await server.flowgate.iam.keys.activeKey());
 
     const pair = await generateKeyPair('ES256', { extractable: true });
     const publicJwk = await exportJWK(pair.publicKey);
@@ -93,6 +92,13 @@ describe('bearer token attacks on the API', () => {
     expect(inspected.body).toEqual({ active: false });
     return res;
   }
+
+  it('keeps the private signing key sealed in the database, never in the clear', async () => {
+    const rows = await server.flowgate.store.db<any>().selectFrom('signing_keys').selectAll().execute();
+    const active = rows.find((r: any) => r.kid === serverKid)!;
+    expect(active.private_jwk).toMatch(/^sealed:dk_/);
+    expect(active.private_jwk).not.toContain('"d"');
+  });
 
   it('accepts a token minted here with the server key and the right claims (the control for every forgery below)', async () => {
     const res = await me(await sign(goodClaims()));
