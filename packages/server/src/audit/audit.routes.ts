@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { API_SCOPES, AUDIT_SCOPES, AuditPageSchema, AuditQuerySchema, AuditVerifySchema, type AuditQueryParams, type AuditVerify } from '@flowgate/contracts';
 import type { FastifyRequest } from 'fastify';
 import { FlowgateError } from '../errors/index.js';
-import type { HttpApp } from '../http/index.js';
+import { bearerSecured, problemResponses, type HttpApp } from '../http/index.js';
 import { callerOf, principalHas } from '../iam/index.js';
 import { PLATFORM_SCOPE, type AuditQuery } from './audit-log.js';
 import type { AuditService } from './audit-service.js';
@@ -11,8 +11,8 @@ export interface AuditRoutesOptions {
   readonly audit: AuditService;
 }
 
-const problems = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, { $ref: 'Problem#' }]));
-const secured = { security: [{ bearer: [] }] };
+const problems = problemResponses;
+const secured = bearerSecured;
 const tags = ['audit'];
 /** Records per page of an export. */
 const EXPORT_PAGE = 500;

@@ -3,7 +3,7 @@ import websocket from '@fastify/websocket';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { FlowgateError } from '../errors/index.js';
-import type { HttpApp } from '../http/index.js';
+import { bearerSecured, problemResponses, type HttpApp } from '../http/index.js';
 import { callerOf, principalHas, type Principal } from '../iam/index.js';
 import type { ConsumerHandle, Position, StoredEvent } from './bus-backend.js';
 import type { EventBus } from './event-bus.js';
@@ -47,8 +47,8 @@ export const HEARTBEAT_MS = 15_000;
 /** A client this far behind is cut off; it resumes with Last-Event-ID instead of growing our memory. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
-const problems = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, { $ref: 'Problem#' }]));
-const secured = { security: [{ bearer: [] }] };
+const problems = problemResponses;
+const secured = bearerSecured;
 const EventStream = {
   200: {
     description: 'A text/event-stream: `id:` is the seq, `event: event`, `data:` the envelope JSON; comment lines are heartbeats',

@@ -20,7 +20,7 @@ import {
 } from '@flowgate/contracts';
 import Type from 'typebox';
 import { FlowgateError } from '../errors/index.js';
-import type { HttpApp } from '../http/index.js';
+import { bearerSecured, problemResponses, type HttpApp } from '../http/index.js';
 import { callerOf } from '../iam/index.js';
 import { isoTime } from '../kernel/index.js';
 import type { GroupState, Position } from './bus-backend.js';
@@ -32,8 +32,8 @@ export interface BusRoutesOptions {
   readonly bus: EventBus;
 }
 
-const problems = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, { $ref: 'Problem#' }]));
-const secured = { security: [{ bearer: [] }] };
+const problems = problemResponses;
+const secured = bearerSecured;
 const NoContent = { 204: Type.Null({ description: 'Done' }) };
 
 /**

@@ -18,7 +18,7 @@ import {
   WhoAmISchema,
 } from '@flowgate/contracts';
 import Type from 'typebox';
-import type { HttpApp } from '../http/index.js';
+import { bearerSecured, problemResponses, type HttpApp } from '../http/index.js';
 import { isoTime } from '../kernel/index.js';
 import { callerOf } from './auth-hook.js';
 import type { IamAdmin } from './iam-admin.js';
@@ -31,8 +31,8 @@ export interface AdminRoutesDeps {
   readonly audit: AuditRecorder;
 }
 
-const problems = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, { $ref: 'Problem#' }]));
-const secured = { security: [{ bearer: [] }] };
+const problems = problemResponses;
+const secured = bearerSecured;
 const NoContent = { 204: Type.Null({ description: 'Done' }) };
 
 /** The admin API under /api/v1: tenants, users, members, service accounts, signing keys. */

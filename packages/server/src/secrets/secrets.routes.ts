@@ -12,7 +12,7 @@ import type { FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { AuditRecorder } from '../kernel/index.js';
 import { FlowgateError } from '../errors/index.js';
-import type { HttpApp } from '../http/index.js';
+import { bearerSecured, problemResponses, type HttpApp } from '../http/index.js';
 import { callerOf } from '../iam/index.js';
 import { isoTime } from '../kernel/index.js';
 import type { SecretMetadata, SecretStore } from './secret-store.js';
@@ -22,8 +22,8 @@ export interface SecretRoutesOptions {
   readonly audit: AuditRecorder;
 }
 
-const problems = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, { $ref: 'Problem#' }]));
-const secured = { security: [{ bearer: [] }] };
+const problems = problemResponses;
+const secured = bearerSecured;
 const tags = ['secrets'];
 
 /**
