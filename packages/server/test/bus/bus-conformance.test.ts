@@ -6,8 +6,7 @@
 import type { DeadLetterPayload, EventEnvelope } from '@flowgate/contracts';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ConsumerHandle } from '../../src/bus/bus-backend.js';
-import type { DeliveryContext } from '../../src/bus/event-bus.js';
+import type { ConsumerHandle, DeliveryContext } from '../../src/bus/index.js';
 import { BUS_KINDS, openTestBus, rejection, sleep, uniqueTenant, waitFor, type TestBus } from '../support/bus.js';
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

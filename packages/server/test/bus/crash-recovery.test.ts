@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectNatsBusBackend } from '../../src/bus/backends/nats/nats-bus-backend.js';
-import { systemClock } from '../../src/kernel/clock.js';
+import { connectNatsBusBackend } from '../../src/bus/index.js';
+import { systemClock } from '../../src/kernel/index.js';
 import { TEST_NATS_URL, waitFor } from '../support/bus.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/crash-worker.mjs', import.meta.url));

@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
-import { ManualClock } from '../../src/kernel/clock.js';
+import { ManualClock } from '../../src/kernel/index.js';
 import { startTestServer, ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, type TestServer } from '../support/server.js';
 import { api, clientToken, postForm } from '../support/http.js';
 import { createTenant, createUser, loginUser, type TenantOwner } from '../support/iam.js';

@@ -5,14 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { expect } from 'vitest';
-import { EmbeddedBusBackend } from '../../src/bus/backends/embedded/embedded-bus-backend.js';
-import { connectNatsBusBackend, type NatsBusBackend } from '../../src/bus/backends/nats/nats-bus-backend.js';
-import type { BusBackend } from '../../src/bus/bus-backend.js';
-import { busMigrations } from '../../src/bus/bus.migrations.js';
-import { FlowgateError } from '../../src/errors/flowgate-error.js';
-import { EventBus, type EventBusOptions } from '../../src/bus/event-bus.js';
-import { systemClock, type Clock } from '../../src/kernel/clock.js';
-import type { Store } from '../../src/storage/store.js';
+import { busMigrations, connectNatsBusBackend, EmbeddedBusBackend, EventBus, type BusBackend, type EventBusOptions, type NatsBusBackend } from '../../src/bus/index.js';
+import { FlowgateError } from '../../src/errors/index.js';
+import { systemClock, type Clock } from '../../src/kernel/index.js';
+import type { Store } from '../../src/storage/index.js';
 import { openTestStore, type StoreKind } from './stores.js';
 
 /** The bus backends every conformance test runs against. */
