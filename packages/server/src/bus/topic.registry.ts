@@ -1,7 +1,7 @@
 import { isSystemTopic, isTopicName } from '@flowgate/contracts';
 import type { Kysely } from 'kysely';
 import { FlowgateError } from '../errors/index.js';
-import type { Clock } from '../kernel/index.js';
+import { SingleFlight, type Clock } from '../kernel/index.js';
 import type { Store } from '../storage/index.js';
 import type { Retention } from './bus-backend.js';
 import type { BusTables } from './bus.migrations.js';
@@ -42,7 +42,7 @@ const CACHE_MS = 2000;
 export class TopicRegistry {
   private readonly validators = new Map<string, { compiled: Compiled | undefined; until: number }>();
   /** The one store read under way per topic. */
-  private readonly refreshing = new Map<string, Promise<Compiled | undefined>>();
+  private readonly loads = new SingleFlight<string, Compiled | undefined>();
   /** Counts local changes: a read begun before one must not cache what it read. */
   private changes = 0;
 
@@ -109,22 +109,13 @@ export class TopicRegistry {
     const now = this.clock.now();
     // Stale is answered only just after expiry (busy topics); after a quiet spell, wait.
     if (cached && now - cached.until < CACHE_MS) {
-      if (cached.until <= now && !this.refreshing.has(key)) {
-        const refresh = this.load(tenant, name, key, undefined)
-          .catch(() => undefined)
-          .finally(() => this.refreshing.delete(key));
-        this.refreshing.set(key, refresh);
-      }
+      // A failed background read leaves the entry to age out; the next caller past it waits.
+      if (cached.until <= now && !this.loads.has(key)) this.loads.run(key, () => this.load(tenant, name, key, undefined)).catch(() => undefined);
       return cached.compiled;
     }
     // Inside a transaction, read through it: SQLite has one connection, which it holds.
     if (tx) return this.load(tenant, name, key, tx);
-    let loading = this.refreshing.get(key);
-    if (!loading) {
-      loading = this.load(tenant, name, key, undefined).finally(() => this.refreshing.delete(key));
-      this.refreshing.set(key, loading);
-    }
-    return loading;
+    return this.loads.run(key, () => this.load(tenant, name, key, undefined));
   }
 
   private async load(tenant: string, name: string, key: string, tx: Kysely<unknown> | undefined): Promise<Compiled | undefined> {

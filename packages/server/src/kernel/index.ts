@@ -3,3 +3,4 @@ export { type Clock, systemClock, ManualClock, epochSeconds, isoTime } from './c
 export { newId, pooledRandom, randomToken, sha256Hex, safeEqual } from './ids.js';
 export { CoalescingRunner, type CoalescingRunnerOptions } from './coalescing-runner.js';
 export { type AuditEvent, type AuditRecorder, MemoryAuditRecorder } from './audit-recorder.js';
+export { SingleFlight } from './single-flight.js';

@@ -1,7 +1,7 @@
 import type { OAuth2SecretValue } from '@flowgate/contracts';
 import type { Kysely } from 'kysely';
 import { FlowgateError } from '../errors/index.js';
-import type { AuditRecorder, Clock } from '../kernel/index.js';
+import { SingleFlight, type AuditRecorder, type Clock } from '../kernel/index.js';
 import type { OutboundClient } from '../outbound/index.js';
 import { isUniqueViolation, type Store } from '../storage/index.js';
 import type { DataKeys } from './data-keys.js';
@@ -28,7 +28,7 @@ const DEFAULT_EXPIRES_IN_S = 3600;
  * has one, else the client credentials grant. A rotated refresh token is saved.
  */
 export class OAuth2Tokens {
-  private readonly inFlight = new Map<string, Promise<string>>();
+  private readonly refreshes = new SingleFlight<string, string>();
 
   constructor(
     private readonly store: Store,
@@ -45,24 +45,22 @@ export class OAuth2Tokens {
 
   /** A valid access token of the tenant's oauth2 secret `name`. Never log it. */
   accessToken(tenant: string, name: string): Promise<string> {
-    const key = `${tenant}\u0000${name}`;
-    let running = this.inFlight.get(key);
-    if (!running) {
-      running = this.obtain(tenant, name).finally(() => this.inFlight.delete(key));
-      this.inFlight.set(key, running);
-    }
-    return running;
+    return this.refreshes.run(`${tenant}\u0000${name}`, () => this.obtain(tenant, name));
   }
 
   private async obtain(tenant: string, name: string): Promise<string> {
-    const secret = await this.secrets.get(tenant, name);
-    if (secret.kind !== 'oauth2') throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', `The secret ${name} is not an oauth2 secret.`);
+    // Only an oauth2 secret ever has a token row; the kind is checked before making one.
+    let checked = false;
     for (let waited = 0; waited <= LEASE_MS; waited += WAIT_STEP_MS) {
       const now = this.clock.now();
       const row = await this.db.selectFrom('secret_oauth2_tokens').selectAll().where('tenant_id', '=', tenant).where('name', '=', name).executeTakeFirst();
       if (row?.sealed && row.data_key_id && Number(row.expires_at) - EARLY_MS > now) {
         const key = await this.keys.byId(tenant, row.data_key_id);
         return open(key.key, row.sealed, tokenContext(tenant, name), `The access token of ${name}`).toString('utf8');
+      }
+      if (!checked) {
+        if ((await this.secrets.get(tenant, name)).kind !== 'oauth2') throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', `The secret ${name} is not an oauth2 secret.`);
+        checked = true;
       }
       if (await this.takeLease(tenant, name, now, row)) {
         try {
