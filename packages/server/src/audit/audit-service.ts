@@ -52,7 +52,7 @@ export interface AuditServiceOptions extends AuditLogOptions {
  */
 export class AuditService {
   readonly log: AuditLog;
-  readonly signer: CheckpointSigner;
+  private readonly signer: CheckpointSigner;
   private consumer: ConsumerHandle | undefined;
   private timer: NodeJS.Timeout | undefined;
   private retentionTimer: NodeJS.Timeout | undefined;

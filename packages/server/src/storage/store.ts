@@ -118,17 +118,24 @@ function openSqlite(file: string, onBackgroundError: (message: string) => void):
   if (checkpointer) database.pragma(`wal_autocheckpoint = ${BACKSTOP_AUTOCHECKPOINT_PAGES}`);
   const cached = withStatementCache(database);
   const kysely = new Kysely<unknown>({ dialect: new SqliteDialect({ database: cached }) });
+  // A relaxed commit skips the fsync (synchronous=NORMAL in WAL); the setting is the
+  // connection's, so callers hold the one connection from setting it to setting it back.
+  const relaxed = <T>(work: () => T): T => {
+    database.pragma('synchronous = NORMAL');
+    const restore = () => database.pragma('synchronous = FULL');
+    try {
+      const result = work();
+      if (result instanceof Promise) return result.finally(restore) as T;
+      restore();
+      return result;
+    } catch (error) {
+      restore();
+      throw error;
+    }
+  };
   const connection: NativeConnection = {
     prepare: (text) => cached.prepare(text) as SQLite.Statement,
-    transaction: (work, options) => {
-      if (!options?.relaxed) return database.transaction(work)();
-      database.pragma('synchronous = NORMAL');
-      try {
-        return database.transaction(work)();
-      } finally {
-        database.pragma('synchronous = FULL');
-      }
-    },
+    transaction: (work, options) => (options?.relaxed ? relaxed(() => database.transaction(work)()) : database.transaction(work)()),
   };
   const native: NativeSqlite = {
     // Kysely hands its one connection to one user at a time; holding it keeps every
@@ -141,17 +148,7 @@ function openSqlite(file: string, onBackgroundError: (message: string) => void):
   };
   return makeStore('sqlite', kysely, { sharedAcrossProcesses: false }, undefined, {
     native,
-    // The setting is the connection's: holding the one connection keeps every other
-    // transaction from committing under it.
-    relaxedTransaction: (work) =>
-      kysely.connection().execute(async (connection) => {
-        await sql`pragma synchronous = NORMAL`.execute(connection);
-        try {
-          return await connection.transaction().execute(work);
-        } finally {
-          await sql`pragma synchronous = FULL`.execute(connection);
-        }
-      }),
+    relaxedTransaction: (work) => kysely.connection().execute((connection) => relaxed(() => connection.transaction().execute(work))),
     lockTransaction: () => Promise.resolve(),
     reclaimSpace: async () => {
       await sql`pragma incremental_vacuum`.execute(kysely);

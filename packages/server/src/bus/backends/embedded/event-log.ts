@@ -118,7 +118,7 @@ export class EventLog {
     await this.store.lockTransaction(trx as unknown as Kysely<unknown>, APPEND_LOCK);
     const topicIds: number[] = [];
     for (const e of events) {
-      const known = this.byKey.get(topicKey(e.tenant, e.topic)) ?? created.find((t) => t.tenant === e.tenant && t.name === e.topic);
+      const known = this.knownTopic(e, created);
       topicIds.push(known ? known.id : (await this.createTopic(trx, e.tenant, e.topic, created)).id);
     }
     const stored: StoredEvent[] = [];
@@ -141,15 +141,17 @@ export class EventLog {
     const insert = connection.prepare('insert into bus_log_events (topic_id, tenant_id, event_key, created_at, size, body) values (?, ?, ?, ?, ?, ?)');
     const stored: StoredEvent[] = [];
     for (const e of events) {
-      const topic =
-        this.byKey.get(topicKey(e.tenant, e.topic)) ??
-        created.find((t) => t.tenant === e.tenant && t.name === e.topic) ??
-        this.createTopicNative(connection, e.tenant, e.topic, created);
+      const topic = this.knownTopic(e, created) ?? this.createTopicNative(connection, e.tenant, e.topic, created);
       const row = logRow(topic.id, e);
       const result = insert.run(row.topic_id, row.tenant_id, row.event_key, row.created_at, row.size, row.body);
       stored.push({ seq: Number(result.lastInsertRowid), tenant: e.tenant, topic: e.topic, envelope: e.envelope });
     }
     return stored;
+  }
+
+  /** The event's topic if committed before, or created earlier in this write. */
+  private knownTopic(e: NewEvent, created: readonly LogTopic[]): LogTopic | undefined {
+    return this.byKey.get(topicKey(e.tenant, e.topic)) ?? created.find((t) => t.tenant === e.tenant && t.name === e.topic);
   }
 
   private createTopicNative(connection: NativeConnection, tenant: string, name: string, created: LogTopic[]): LogTopic {

@@ -9,7 +9,6 @@ const SWEEP_MS = 500;
 export interface PublishAck {
   readonly stream: string;
   readonly seq: number;
-  readonly duplicate: boolean;
 }
 
 interface Waiting {
@@ -74,7 +73,7 @@ export class JetStreamPublisher {
       const answer = msg.json<Partial<PublishAck> & { error?: ApiError }>();
       if (answer.error) w.reject(new JetStreamApiError(answer.error));
       else if (typeof answer.seq !== 'number' || !answer.stream) w.reject(new Error('invalid JetStream publish ack'));
-      else w.resolve({ stream: answer.stream, seq: answer.seq, duplicate: answer.duplicate === true });
+      else w.resolve({ stream: answer.stream, seq: answer.seq });
     } catch (error) {
       w.reject(error as Error);
     }
