@@ -4,6 +4,7 @@ import type { Logger } from '../../../observability/index.js';
 import type { Delivery, StoredEvent } from '../../bus-backend.js';
 import { AckBatcher } from './ack-batcher.js';
 import type { GroupConsumers } from './group-consumers.js';
+import { KeyQueue } from './key-queue.js';
 import type { TopicStream } from './subjects.js';
 import type { TopicStreams } from './topic-streams.js';
 
@@ -78,8 +79,8 @@ export class GroupMember {
   private slots = new Map<string, Slot>();
   /** Handed out and not settled; insertion order is deadline order (one ack timeout). */
   private readonly held = new Map<string, Held>();
-  private readonly waiting: Held[] = [];
-  private readonly busyKeys = new Map<string, number>();
+  /** Held back behind an earlier message of their key. */
+  private readonly keys = new KeyQueue<Held>();
   /** Messages that arrived after close began; handed back with the rest. */
   private readonly returning: JsMsg[] = [];
   /** Messages asked for by open pulls and not yet arrived, over every stream. */
@@ -106,7 +107,7 @@ export class GroupMember {
     this.unlisten = this.streams.onStream((ts) => this.attach(ts));
     for (const ts of await this.streams.list(this.group.record.tenant)) this.attach(ts);
     this.keepAlive = setInterval(() => {
-      for (const w of this.waiting) w.msg.working();
+      for (const w of this.keys.queued) w.msg.working();
     }, Math.max(100, Math.floor(this.options.ackTimeoutMs / 3)));
     this.keepAlive.unref();
   }
@@ -123,8 +124,7 @@ export class GroupMember {
     this.abandon();
     this.slots = new Map([...this.slots.values()].map((s) => [s.ts.stream, newSlot(s.ts)]));
     this.held.clear();
-    this.waiting.length = 0;
-    this.busyKeys.clear();
+    this.keys.clear(true);
     this.pump();
   }
 
@@ -134,7 +134,7 @@ export class GroupMember {
     this.shutDown();
     this.abandon();
     this.held.clear();
-    this.waiting.length = 0;
+    this.keys.clear(false);
   }
 
   /**
@@ -148,11 +148,10 @@ export class GroupMember {
     this.shutDown();
     this.acks.flush();
     await Promise.all([...this.slots.values()].flatMap((slot) => [...slot.pulling]));
-    const held = [...this.held.values(), ...this.waiting];
+    const held = [...this.held.values(), ...this.keys.clear(false)];
     for (const h of held) h.returned = true;
     const msgs = [...held.map((h) => h.msg), ...this.returning];
     this.held.clear();
-    this.waiting.length = 0;
     this.returning.length = 0;
     for (const msg of msgs) msg.nak();
     await this.options.flush().catch((error: unknown) => this.options.logger.warn({ err: error }, 'bus member could not hand back its deliveries'));
@@ -192,7 +191,7 @@ export class GroupMember {
     if (this.closed || this.slots.size === 0) return;
     const slots = [...this.slots.values()];
     const now = Date.now();
-    let free = this.options.maxInFlight - this.held.size - this.waiting.length - this.reserved;
+    let free = this.options.maxInFlight - this.held.size - this.keys.queued.length - this.reserved;
     const starving: Slot[] = [];
     const flowing: Slot[] = [];
     let retrying = false;
@@ -308,13 +307,13 @@ export class GroupMember {
     }
     const key = envelope.headers.key;
     const held: Held = { id, msg, key, event: { seq: msg.seq, tenant: ts.tenant, topic: ts.topic, envelope }, generation: this.generation, stream: ts.stream, deadline: 0, returned: false };
-    if (key !== undefined && this.busyKeys.has(key)) this.waiting.push(held);
+    if (this.keys.mustWait(held)) this.keys.wait(held);
     else this.handOut(held);
   }
 
   private handOut(held: Held): void {
     this.held.set(held.id, held);
-    if (held.key !== undefined) this.busyKeys.set(held.key, (this.busyKeys.get(held.key) ?? 0) + 1);
+    this.keys.handedOut(held);
     // Past the ack timeout the server redelivers it, maybe elsewhere: stop counting it.
     held.deadline = performance.now() + this.options.ackTimeoutMs;
     if (this.expiryTimer === undefined) this.armExpiry();
@@ -378,30 +377,25 @@ export class GroupMember {
 
   private forget(held: Held): void {
     this.held.delete(held.id);
-    if (held.key === undefined) return;
-    const n = (this.busyKeys.get(held.key) ?? 1) - 1;
-    if (n > 0) this.busyKeys.set(held.key, n);
-    else this.busyKeys.delete(held.key);
+    this.keys.settled(held);
   }
 
   /** Drops any copy of message `id` this member holds, without telling the server. */
   private drop(id: string): void {
     const held = this.held.get(id);
     if (held) this.forget(held);
-    const index = this.waiting.length === 0 ? -1 : this.waiting.findIndex((w) => w.id === id);
-    if (index >= 0) this.waiting.splice(index, 1);
-    if (held || index >= 0) this.promote();
+    const waited = this.keys.remove(id);
+    if (held || waited) this.promote();
   }
 
   /** Hands out, in arrival order, waiting messages whose key is free again. */
   private promote(): void {
     // Closing: what waits is handed back, not out. Re-scans after each hand-out: a
     // synchronous ack inside `deliver` may free more keys.
-    while (!this.closed && this.waiting.length > 0) {
-      const index = this.waiting.findIndex((w) => w.key === undefined || !this.busyKeys.has(w.key));
-      if (index < 0) return;
-      const [next] = this.waiting.splice(index, 1);
-      this.handOut(next!);
+    while (!this.closed) {
+      const next = this.keys.next();
+      if (!next) return;
+      this.handOut(next);
     }
   }
 }
