@@ -91,6 +91,11 @@ export const ERROR_CATALOGUE = {
     family: 'user',
     oauthError: 'invalid_token',
   },
+  FLOWGATE_ERR_AUTH_API_KEY_INVALID: {
+    status: 401,
+    title: 'The API key is not valid.',
+    family: 'user',
+  },
   FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE: {
     status: 403,
     title: 'The access token does not grant the scope this request needs.',
@@ -224,6 +229,53 @@ export const ERROR_CATALOGUE = {
   FLOWGATE_ERR_OUTBOUND_FAILED: {
     status: 502,
     title: 'A remote service could not be reached or answered badly.',
+    family: 'operational',
+  },
+
+  // --- API gateway -------------------------------------------------------------------
+  FLOWGATE_ERR_GATEWAY_CONFIG_INVALID: {
+    status: 400,
+    title: 'The gateway configuration is not valid.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_GATEWAY_RESERVED_PATH: {
+    status: 400,
+    title: "A gateway route may not serve one of Flowgate's own paths.",
+    family: 'user',
+  },
+  FLOWGATE_ERR_GATEWAY_RATE_LIMITED: {
+    status: 429,
+    title: 'Too many requests; retry after the time given.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_GATEWAY_IP_REFUSED: {
+    status: 403,
+    title: 'Requests from this address are not allowed here.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_GATEWAY_CORS_REFUSED: {
+    status: 403,
+    title: 'This origin may not call this route from a browser.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_GATEWAY_UPSTREAM_UNAVAILABLE: {
+    status: 502,
+    title: 'The upstream service could not be reached.',
+    family: 'operational',
+  },
+  FLOWGATE_ERR_GATEWAY_UPSTREAM_CREDENTIALS: {
+    status: 502,
+    title: "The gateway could not obtain the upstream service's credentials.",
+    family: 'operational',
+  },
+  FLOWGATE_ERR_GATEWAY_NO_HEALTHY_UPSTREAM: {
+    status: 503,
+    title: 'No healthy target of the upstream service is available; retry shortly.',
+    family: 'operational',
+  },
+  FLOWGATE_ERR_GATEWAY_UPSTREAM_TIMEOUT: {
+    status: 504,
+    title: 'The upstream service did not answer in time.',
     family: 'operational',
   },
 
