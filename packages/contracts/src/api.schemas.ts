@@ -105,6 +105,45 @@ export const TenantCreatedSchema = Type.Object({
 });
 export type TenantCreated = Type.Static<typeof TenantCreatedSchema>;
 
+// --- API keys of service accounts ---------------------------------------------------------
+/** The longest lifetime an API key may be given, in days (ten years). */
+export const API_KEY_MAX_DAYS = 3650;
+
+export const ApiKeyParamsSchema = Type.Object({ id: Id, keyId: Id });
+
+export const ApiKeyCreateSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    scopes: Type.Optional(
+      Type.Array(ScopeString, { maxItems: 100, uniqueItems: true, description: "A subset of the account's scopes. Default: every scope the account holds" }),
+    ),
+    expires_in_days: Type.Optional(Type.Integer({ minimum: 1, maximum: API_KEY_MAX_DAYS, description: 'Default: the key does not expire' })),
+  },
+  { additionalProperties: false },
+);
+export type ApiKeyCreate = Type.Static<typeof ApiKeyCreateSchema>;
+
+const apiKeyFields = {
+  id: Type.String(),
+  service_account_id: Type.String(),
+  name: Type.String(),
+  scopes: Type.Array(Type.String()),
+  last4: Type.String({ description: 'The last four characters of the key, to tell keys apart' }),
+  created_at: Timestamp,
+  expires_at: Type.Union([Timestamp, Type.Null()]),
+  revoked_at: Type.Union([Timestamp, Type.Null()]),
+};
+
+/** An API key's metadata; the key itself is never shown again after creation. */
+export const ApiKeySchema = Type.Object(apiKeyFields, { $id: 'ApiKey' });
+export type ApiKey = Type.Static<typeof ApiKeySchema>;
+
+export const ApiKeyCreatedSchema = Type.Object({
+  ...apiKeyFields,
+  key: Type.String({ description: 'fgk_<id>_<secret>: shown once, in this answer only' }),
+});
+export type ApiKeyCreated = Type.Static<typeof ApiKeyCreatedSchema>;
+
 // --- Users and members -----------------------------------------------------------------------
 export const USERNAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$';
 

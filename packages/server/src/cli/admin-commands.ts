@@ -1,5 +1,5 @@
-/** The commands that call the admin API with a bearer token: whoami, token, tenants, accounts, keys. */
-import type { ServiceAccount, ServiceAccountCreated, SigningKey, Tenant, TenantCreated, WhoAmI } from '@flowgate/contracts';
+/** The commands that call the admin API with a bearer token: whoami, token, tenants, accounts and their API keys, keys. */
+import type { ApiKey, ApiKeyCreated, ServiceAccount, ServiceAccountCreated, SigningKey, Tenant, TenantCreated, WhoAmI } from '@flowgate/contracts';
 import { bearerToken, type ClientContext } from './auth.js';
 import { printFields, printJson, printTable } from './output.js';
 
@@ -15,6 +15,14 @@ export interface PageOptions {
 }
 
 const SECRET_NOTE = 'The client secret is shown once and cannot be read again; store it now.\n';
+const API_KEY_NOTE = 'The API key is shown once and cannot be read again; store it now.\n';
+
+/** What `accounts api-keys create` asks for besides the name. */
+export interface ApiKeyOptions {
+  /** Default: every scope the account holds. */
+  readonly scopes?: readonly string[];
+  readonly expiresInDays?: number;
+}
 
 export async function token(ctx: ClientContext): Promise<void> {
   const accessToken = await bearerToken(ctx);
@@ -82,6 +90,46 @@ export async function listAccounts(ctx: ClientContext, paging: PageOptions): Pro
     page.items.map((a) => [a.name, a.client_id, a.role ?? '-', a.created_at, a.scopes.join(' ') || '-']),
   );
   moreNote(ctx, page);
+}
+
+export async function createApiKey(ctx: ClientContext, accountId: string, name: string, options: ApiKeyOptions): Promise<void> {
+  const created = await ctx.http.request<ApiKeyCreated>('POST', apiKeysPath(accountId), {
+    token: await bearerToken(ctx),
+    json: { name, ...(options.scopes?.length ? { scopes: options.scopes } : {}), ...(options.expiresInDays ? { expires_in_days: options.expiresInDays } : {}) },
+  });
+  if (ctx.options.json) return printJson(ctx.io.stdout, created);
+  const out = ctx.io.stdout;
+  out.write(`Created API key ${created.name} for service account ${created.service_account_id}.\n`);
+  printFields(out, [
+    ['id', created.id],
+    ['key', created.key],
+    ['scopes', created.scopes.join(' ') || '-'],
+    ['expires', created.expires_at ?? 'never'],
+  ]);
+  ctx.io.stderr.write(API_KEY_NOTE);
+}
+
+export async function listApiKeys(ctx: ClientContext, accountId: string, paging: PageOptions): Promise<void> {
+  const page = await fetchPages<ApiKey>(ctx, apiKeysPath(accountId), paging);
+  if (ctx.options.json) return printJson(ctx.io.stdout, page);
+  const now = ctx.io.now();
+  const status = (k: ApiKey) => (k.revoked_at !== null ? 'revoked' : k.expires_at !== null && Date.parse(k.expires_at) <= now ? 'expired' : 'active');
+  printTable(
+    ctx.io.stdout,
+    ['ID', 'NAME', 'LAST4', 'STATUS', 'CREATED', 'EXPIRES', 'SCOPES'],
+    page.items.map((k) => [k.id, k.name, k.last4, status(k), k.created_at, k.expires_at ?? 'never', k.scopes.join(' ') || '-']),
+  );
+  moreNote(ctx, page);
+}
+
+export async function revokeApiKey(ctx: ClientContext, accountId: string, keyId: string): Promise<void> {
+  await ctx.http.request<undefined>('DELETE', `${apiKeysPath(accountId)}/${encodeURIComponent(keyId)}`, { token: await bearerToken(ctx) });
+  if (ctx.options.json) return printJson(ctx.io.stdout, { id: keyId, revoked: true });
+  ctx.io.stdout.write(`Revoked API key ${keyId}.\n`);
+}
+
+function apiKeysPath(accountId: string): string {
+  return `/api/v1/service-accounts/${encodeURIComponent(accountId)}/api-keys`;
 }
 
 export async function rotateKeys(ctx: ClientContext): Promise<void> {

@@ -5,7 +5,19 @@
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { VERSION } from '../version.js';
-import { createAccount, createTenant, listAccounts, listTenants, rotateKeys, token, whoami, type PageOptions } from './admin-commands.js';
+import {
+  createAccount,
+  createApiKey,
+  createTenant,
+  listAccounts,
+  listApiKeys,
+  listTenants,
+  revokeApiKey,
+  rotateKeys,
+  token,
+  whoami,
+  type PageOptions,
+} from './admin-commands.js';
 import { clientContext, DEFAULT_URL, type ClientOptions } from './auth.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerBusCommands } from './bus-commands.js';
@@ -95,13 +107,30 @@ $FLOWGATE_CLIENT_ID/$FLOWGATE_CLIENT_SECRET); else from the sign-in saved by "fl
   client(tenants, 'create', 'create a tenant and its owner service account', (ctx, command) => createTenant(ctx, command.args[0]!)).argument('<id>', 'tenant id, e.g. acme');
   paged(client(tenants, 'list', 'list the tenants you can see', (ctx, command) => listTenants(ctx, command.opts<PageOptions>())));
 
-  const accounts = program.command('accounts').description('service accounts of your tenant');
+  const accounts = program.command('accounts').alias('service-accounts').description('service accounts of your tenant');
   client(accounts, 'create', 'create a service account (its secret is shown once)', (ctx, command) =>
     createAccount(ctx, command.args[0]!, splitScopes(command.opts<{ scope?: string[] }>().scope)),
   )
     .argument('<name>', 'account name')
     .option('--scope <scopes...>', 'scopes to grant: repeat the flag, or separate with spaces');
   paged(client(accounts, 'list', 'list the service accounts', (ctx, command) => listAccounts(ctx, command.opts<PageOptions>())));
+
+  const apiKeys = accounts.command('api-keys').description("a service account's API keys (for the gateway's api-key auth)");
+  client(apiKeys, 'create', 'create an API key (shown once)', (ctx, command) => {
+    const options = command.opts<{ scope?: string[]; expiresInDays?: number }>();
+    return createApiKey(ctx, command.args[0]!, command.args[1]!, { scopes: splitScopes(options.scope), ...(options.expiresInDays ? { expiresInDays: options.expiresInDays } : {}) });
+  })
+    .argument('<account-id>', 'the service account id (accounts list --json shows it)')
+    .argument('<name>', 'key name')
+    .option('--scope <scopes...>', "scopes of the key, among the account's (default: all of them)")
+    .option('--expires-in-days <days>', 'expire the key after this many days (default: never)', parsePositiveInt);
+  paged(client(apiKeys, 'list', 'list the API keys of an account (never the keys)', (ctx, command) => listApiKeys(ctx, command.args[0]!, command.opts<PageOptions>()))).argument(
+    '<account-id>',
+    'the service account id',
+  );
+  client(apiKeys, 'revoke', 'revoke an API key', (ctx, command) => revokeApiKey(ctx, command.args[0]!, command.args[1]!))
+    .argument('<account-id>', 'the service account id')
+    .argument('<key-id>', 'the API key id');
 
   const keys = program.command('keys').description('token signing keys (platform administrators)');
   client(keys, 'rotate', 'make a new signing key; old ones stay published until their tokens expire', (ctx) => rotateKeys(ctx));

@@ -5,6 +5,9 @@ import type { Clock } from '../kernel/index.js';
 import type { Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
 import { registerAdminRoutes } from './admin.routes.js';
+import { ApiKeyAdmin } from './api-key-admin.js';
+import { ApiKeyRepository, ApiKeyVerifier } from './api-keys.js';
+import { registerApiKeyRoutes } from './api-keys.routes.js';
 import { createAuthHook } from './auth-hook.js';
 import { AuthCodeStore } from './auth-codes.js';
 import { registerAuthorizeRoutes } from './authorize.routes.js';
@@ -50,6 +53,8 @@ export interface Iam {
   readonly keys: SigningKeyStore;
   readonly admin: IamAdmin;
   readonly oauth: OAuthService;
+  /** Verifies service accounts' API keys (the gateway's `auth: api-key`), from a short cache. */
+  readonly apiKeys: ApiKeyVerifier;
   /** Creates the first signing key and the bootstrap administrator when missing. */
   start(): Promise<void>;
   /** Adds the auth hook and every IAM route to the server. */
@@ -86,7 +91,14 @@ export function createIam(deps: IamDeps): Iam {
   const throttle = new FailureThrottle(db, clock, iam.throttle);
   const refreshTokens = new RefreshTokenStore(db, clock, iam.refreshTokenTtl * 1000);
   const authCodes = new AuthCodeStore(db, clock, iam.authCodeTtl * 1000);
-  const revokeSessionsOf = (tenantId: string, principalId: string) => refreshTokens.revokePrincipal(tenantId, principalId);
+  const apiKeyStore = new ApiKeyRepository(db);
+  const apiKeys = new ApiKeyVerifier(apiKeyStore, clock, { issuer: deps.issuer });
+  // A principal losing access (deleted, demoted, secret rotated) loses its sessions, and
+  // this instance's cached answers for its API keys, whose scopes are read afresh.
+  const revokeSessionsOf = (tenantId: string, principalId: string) => {
+    apiKeys.forgetAccount(tenantId, principalId);
+    return refreshTokens.revokePrincipal(tenantId, principalId);
+  };
   const admin = new IamAdmin({ db, tenants, users, accounts, members, hasher, clock, audit: deps.audit, revokeSessionsOf });
   const oauth = new OAuthService({
     tokens,
@@ -102,6 +114,7 @@ export function createIam(deps: IamDeps): Iam {
   });
   const passwords = new PasswordLogin(users, members, throttle, hasher, deps.audit);
   const clients = new ClientAuthenticator(accounts, hasher, throttle, deps.audit, clock);
+  const apiKeyAdmin = new ApiKeyAdmin({ keys: apiKeyStore, accounts, members, clock, audit: deps.audit, onRevoked: (id) => apiKeys.forget(id) });
 
   return {
     verifier,
@@ -109,6 +122,7 @@ export function createIam(deps: IamDeps): Iam {
     keys,
     admin,
     oauth,
+    apiKeys,
     async start() {
       await keys.init();
       // Keys made before the sealer existed are sealed now.
@@ -120,6 +134,7 @@ export function createIam(deps: IamDeps): Iam {
       await registerOAuthRoutes(app, { issuer: deps.issuer, oauth, clients, keys });
       await registerAuthorizeRoutes(app, { issuer: deps.issuer, oauth, passwords });
       registerAdminRoutes(app, { admin, keys, audit: deps.audit });
+      registerApiKeyRoutes(app, { apiKeys: apiKeyAdmin });
     },
   };
 }

@@ -108,4 +108,25 @@ export const iamMigrations: readonly NamedMigration[] = [
         .execute();
     },
   },
+  {
+    name: '20261123_07_iam_api_keys',
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'varchar(64)', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+        // A deleted account takes its keys with it.
+        .addColumn('service_account_id', 'varchar(64)', (c) => c.notNull().references('service_accounts.id').onDelete('cascade'))
+        .addColumn('name', 'varchar(100)', (c) => c.notNull())
+        .addColumn('scopes', 'text', (c) => c.notNull())
+        .addColumn('secret_hash', 'varchar(64)', (c) => c.notNull())
+        .addColumn('last4', 'varchar(4)', (c) => c.notNull())
+        .addColumn('created_by', 'varchar(64)')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('api_keys_account').on('api_keys').columns(['tenant_id', 'service_account_id', 'id']).execute();
+    },
+  },
 ];

@@ -96,6 +96,28 @@ export interface AuthFailuresTable {
   locked_until: number;
 }
 
+/**
+ * API keys of service accounts, for the gateway's `auth: api-key` policy. Only the
+ * SHA-256 of the secret part is kept: the secret is 256 random bits, so a fast hash is
+ * as strong as a slow one and keeps the gateway's hot path cheap.
+ */
+export interface ApiKeysTable {
+  id: string;
+  tenant_id: string;
+  service_account_id: string;
+  name: string;
+  /** JSON array of scope strings: a subset of the account's when created. */
+  scopes: string;
+  /** SHA-256 of the key's secret part, hex. */
+  secret_hash: string;
+  /** The key's last four characters, to tell keys apart in lists. */
+  last4: string;
+  created_by: string | null;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
 export interface IamTables {
   tenants: TenantsTable;
   users: UsersTable;
@@ -106,4 +128,5 @@ export interface IamTables {
   auth_codes: AuthCodesTable;
   revoked_tokens: RevokedTokensTable;
   auth_failures: AuthFailuresTable;
+  api_keys: ApiKeysTable;
 }

@@ -1,5 +1,5 @@
 /**
- * The IAM: tenants, users, service accounts, roles and scopes; Flowgate's OAuth 2 /
+ * The IAM: tenants, users, service accounts (and their API keys), roles and scopes; Flowgate's OAuth 2 /
  * OpenID Connect server (tokens, JWKS, introspection, revocation, token exchange).
  */
 export { createIam, type Iam, type IamDeps } from './create-iam.js';
@@ -13,3 +13,4 @@ export { s256Challenge } from './auth-codes.js';
 export { TOKEN_TYPE_ACCESS } from './oauth-service.js';
 export type { TokenVerifier } from './token-verifier.js';
 export type { TokenService } from './token-service.js';
+export { API_KEY_CACHE_MS, type ApiKeyVerifier } from './api-keys.js';

@@ -29,6 +29,7 @@ const VALID_BODIES: Record<string, Record<string, unknown>> = {
   'PUT /api/v1/topics/{topic}': { retention: { maxAgeMs: 60000 } },
   'POST /api/v1/consumer-groups/{group}/seek': { to: 'earliest' },
   'POST /api/v1/service-accounts': { name: 'valid-account', scopes: ['forms:read'] },
+  'POST /api/v1/service-accounts/{id}/api-keys': { name: 'valid-key', scopes: ['forms:read'], expires_in_days: 30 },
   'POST /api/v1/users': { username: 'valid-user', password: 'a long enough password', role: 'viewer' },
   'PATCH /api/v1/users/{id}': { display_name: 'Valid Name' },
   'PUT /api/v1/members/{id}': { role: 'viewer' },

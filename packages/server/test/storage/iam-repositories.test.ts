@@ -83,7 +83,7 @@ describe.each(STORE_KINDS)('IAM storage on %s', (kind) => {
     it('applies the IAM migrations to an empty store, then has nothing left to do', async () => {
       const fresh = await openTestStore(kind, { migrate: false });
       try {
-        await expect(fresh.store.migrate(iamMigrations)).resolves.toEqual(['20261123_01_iam_initial']);
+        await expect(fresh.store.migrate(iamMigrations)).resolves.toEqual(['20261123_01_iam_initial', '20261123_07_iam_api_keys']);
         await expect(fresh.store.migrate(iamMigrations)).resolves.toEqual([]);
         await expect(new TenantRepository(fresh.store.db<IamTables>()).count()).resolves.toBe(0);
       } finally {
