@@ -9,3 +9,4 @@ export * from './events.js';
 export * from './bus.schemas.js';
 export * from './secrets.schemas.js';
 export * from './audit.schemas.js';
+export * from './gateway.schemas.js';

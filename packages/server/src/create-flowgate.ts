@@ -2,6 +2,7 @@ import type { DestinationStream } from 'pino';
 import { AuditService, BusAuditRecorder, createCheckpointSigner, registerAuditRoutes } from './audit/index.js';
 import { createEventBus, registerBusRoutes, type EventBus } from './bus/index.js';
 import type { FlowgateConfig } from './config/index.js';
+import { Gateway, registerGatewayRoutes } from './gateway/index.js';
 import { createHttpApp, registerHealthRoutes, type HttpApp } from './http/index.js';
 import { createIam, type Iam, type SecretHasher } from './iam/index.js';
 import { systemClock, type AuditRecorder, type Clock } from './kernel/index.js';
@@ -34,6 +35,7 @@ export interface Flowgate {
   /** Valid access tokens of oauth2 secrets, for components calling third-party APIs. */
   readonly oauth2: OAuth2Tokens;
   readonly audit: AuditService;
+  readonly gateway: Gateway;
   readonly app: HttpApp;
   readonly logger: Logger;
   /** The base URL it answers on (after {@link Flowgate.listen}). */
@@ -66,6 +68,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
   });
   let app: HttpApp | undefined;
   let bus: EventBus | undefined;
+  let gatewayRef: Gateway | undefined;
   try {
     const applied = await store.migrate(ALL_MIGRATIONS);
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
@@ -95,7 +98,28 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     const auditService = new AuditService({ store, bus, clock, logger, signer: createCheckpointSigner(iam.keys), ...config.audit });
     await auditService.start();
 
-    const httpApp = await createHttpApp({ logger, metrics: createHttpMetrics(registry), bodyLimitBytes: config.server.bodyLimitBytes, version: VERSION });
+    const gateway = new Gateway({
+      store,
+      clock,
+      logger,
+      registry,
+      audit,
+      iam,
+      secrets: secrets.store,
+      oauth2: secrets.oauth2,
+      trustedIssuers: config.iam.trustedIssuers.map((i) => i.issuer),
+      options: { reloadMs: config.gateway.reloadMs, accessLog: config.gateway.accessLog, redisUrl: config.redis.url },
+    });
+    gatewayRef = gateway;
+    await gateway.start();
+
+    const httpApp = await createHttpApp({
+      logger,
+      metrics: createHttpMetrics(registry),
+      bodyLimitBytes: config.server.bodyLimitBytes,
+      version: VERSION,
+      front: (req, res) => gateway.handle(req, res),
+    });
     app = httpApp;
     let draining = false;
     registerHealthRoutes(httpApp, {
@@ -110,6 +134,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     await registerBusRoutes(httpApp, { bus });
     registerSecretRoutes(httpApp, { secrets: secrets.store, audit });
     registerAuditRoutes(httpApp, { audit: auditService });
+    registerGatewayRoutes(httpApp, { gateway, audit });
     await httpApp.ready();
 
     let closing: Promise<void> | undefined;
@@ -122,6 +147,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       secrets: secrets.store,
       oauth2: secrets.oauth2,
       audit: auditService,
+      gateway,
       app: httpApp,
       logger,
       get url() {
@@ -144,6 +170,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
           logger.info('flowgate shutting down');
           const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutMs).unref());
           await Promise.race([httpApp.close(), timeout]);
+          await gateway.close().catch((error: unknown) => logger.warn({ err: error }, 'gateway did not close cleanly'));
           // Consumers stop before the store they record acks in.
           await auditService.stop().catch((error: unknown) => logger.warn({ err: error }, 'audit service did not stop cleanly'));
           await eventBus.close().catch((error: unknown) => logger.warn({ err: error }, 'event bus did not close cleanly'));
@@ -158,6 +185,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     return flowgate;
   } catch (err) {
     await app?.close().catch(() => undefined);
+    await gatewayRef?.close().catch(() => undefined);
     await bus?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw err;

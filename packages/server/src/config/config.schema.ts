@@ -138,6 +138,19 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    gateway: Type.Object(
+      {
+        reloadMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 1000, description: 'How often each instance checks for a changed gateway configuration' }),
+        accessLog: Type.Boolean({ default: true, description: 'One info log line per gateway request' }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    redis: Type.Object(
+      {
+        url: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis://host:port: shares gateway rate limits across instances; default: per instance' })),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     secrets: Type.Object(
       {
         masterKey: Type.Optional(

@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { FlowgateError } from '../errors/index.js';
 import { ConfigSchema, type FlowgateConfig } from './config.schema.js';
 
-type EnvKind = 'string' | 'integer';
+type EnvKind = 'string' | 'integer' | 'boolean';
 
 /** Every `FLOWGATE_*` variable the server reads, and where it goes in the config. */
 export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>> = {
@@ -37,6 +37,9 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_OUTBOUND_ALLOW: { path: 'outbound.allow', kind: 'string' },
   FLOWGATE_MASTER_KEY: { path: 'secrets.masterKey', kind: 'string' },
   FLOWGATE_MASTER_KEY_FILE: { path: 'secrets.masterKeyFile', kind: 'string' },
+  FLOWGATE_GATEWAY_RELOAD_MS: { path: 'gateway.reloadMs', kind: 'integer' },
+  FLOWGATE_GATEWAY_ACCESS_LOG: { path: 'gateway.accessLog', kind: 'boolean' },
+  FLOWGATE_REDIS_URL: { path: 'redis.url', kind: 'string' },
 };
 
 /**
@@ -104,6 +107,14 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): FlowgateConfig {
         continue;
       }
       typed = Number.parseInt(value, 10);
+    }
+    if (key.kind === 'boolean') {
+      const word = value.trim().toLowerCase();
+      if (!['true', 'false', '1', '0'].includes(word)) {
+        problems.push(`${name}: must be true or false (got ${JSON.stringify(truncate(value))})`);
+        continue;
+      }
+      typed = word === 'true' || word === '1';
     }
     const parent = key.path.split('.').slice(0, -1).join('.');
     const existing = parent ? getPath(raw, parent) : raw;

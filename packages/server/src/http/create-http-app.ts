@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ProblemSchema, isErrorCode } from '@flowgate/contracts';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
 import { formatTraceparent, startSpan, type HttpMetrics, type Logger, type TraceContext } from '../observability/index.js';
 import './route-config.js';
@@ -23,6 +23,11 @@ export interface HttpAppOptions {
   readonly metrics: HttpMetrics;
   readonly bodyLimitBytes: number;
   readonly version: string;
+  /**
+   * Sees every request before Fastify and serves it when it returns true (the API
+   * gateway's routes); otherwise Fastify does.
+   */
+  readonly front?: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 }
 
 declare module 'fastify' {
@@ -40,7 +45,20 @@ const traces = new WeakMap<IncomingMessage, TraceContext>();
  * `traceparent`, request metrics, and the OpenAPI document of every route.
  */
 export async function createHttpApp(options: HttpAppOptions): Promise<HttpApp> {
+  const front = options.front;
   const app = Fastify({
+    ...(front
+      ? {
+          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
+            Object.assign(
+              createServer((req, res) => {
+                if (!front(req, res)) handler(req, res);
+              }),
+              // What Fastify sets on a server it makes itself.
+              { keepAliveTimeout: 72_000 },
+            ),
+        }
+      : {}),
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimitBytes,
     // The request id is the W3C trace id: one id ties logs, problem documents and

@@ -14,6 +14,8 @@ export interface AccessTokenRequest {
   /** Lifetime in seconds; the configured default when absent. */
   readonly ttlSeconds?: number;
   readonly name?: string | undefined;
+  /** Whom the token is for; this server's own audience when absent (the gateway mints for upstreams). */
+  readonly audience?: string;
 }
 
 export interface MintedToken {
@@ -71,7 +73,7 @@ export class TokenService {
     const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: SIGNING_ALG, kid, typ: 'at+jwt' })
       .setIssuer(this.issuer)
-      .setAudience(this.options.audience)
+      .setAudience(req.audience ?? this.options.audience)
       .setSubject(req.sub)
       .setIssuedAt(iat)
       .setExpirationTime(exp)

@@ -35,6 +35,9 @@ const VALID_BODIES: Record<string, Record<string, unknown>> = {
   'PUT /api/v1/members/{id}': { role: 'viewer' },
   'POST /api/v1/secrets': { name: 'valid_secret', value: 'x' },
   'PATCH /api/v1/secrets/{name}': { description: 'valid' },
+  'PUT /api/v1/gateway/config': { services: [], routes: [] },
+  'PUT /api/v1/gateway/services/{name}': { name: 'valid-service', targets: ['http://127.0.0.1:9'] },
+  'PUT /api/v1/gateway/routes/{name}': { name: 'valid-route', service: 'valid-service', paths: ['/valid'] },
 };
 
 const OAUTH_FORMS = ['/oauth/token', '/oauth/introspect', '/oauth/revoke'] as const;

@@ -1,0 +1,197 @@
+import type { GatewayConfig, GatewayService } from '@flowgate/contracts';
+import { reservedPrefixOf } from '@flowgate/contracts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { Iam } from '../iam/index.js';
+import type { AuditRecorder, Clock } from '../kernel/index.js';
+import type { Logger } from '../observability/index.js';
+import type { OAuth2Tokens, SecretStore } from '../secrets/index.js';
+import type { Store } from '../storage/index.js';
+import { compileConfig, type CompiledConfig, type RouteMatch } from './compile.js';
+import { GatewayConfigStore, type ApplyOutcome } from './config-store.js';
+import { GatewayCredentials, UpstreamTokens } from './credentials.js';
+import { GatewayMetrics } from './gateway-metrics.js';
+import type { PolicyDeps } from './policies/index.js';
+import { serveRoute, type ProxyDeps } from './proxy.js';
+import { createRateLimitStore, type RateLimitStore } from './rate-limit/index.js';
+import { GatewaySecretValues } from './secret-values.js';
+import { Upstream } from './upstream.js';
+
+export interface GatewayOptions {
+  /** How often each instance checks the stored configuration's revision. */
+  readonly reloadMs: number;
+  /** Shares rate-limit budgets across instances when set. */
+  readonly redisUrl: string | undefined;
+  readonly accessLog: boolean;
+}
+
+export interface GatewayDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly audit: AuditRecorder;
+  readonly iam: Iam;
+  readonly secrets: SecretStore;
+  readonly oauth2: OAuth2Tokens;
+  /** Issuer URLs of the trusted external issuers (iam.trustedIssuers). */
+  readonly trustedIssuers: readonly string[];
+  readonly options: GatewayOptions;
+}
+
+/** What is served now: the compiled configuration and its upstreams. */
+interface Serving {
+  readonly revision: number;
+  readonly compiled: CompiledConfig;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+}
+
+/**
+ * The API gateway: serves the routes of the stored configuration on the main port, in
+ * front of Fastify (which keeps every reserved path). Each instance polls the stored
+ * revision and swaps in a newly compiled configuration atomically: requests in flight
+ * finish on the one they started with, and pools of services that did not change are
+ * kept.
+ */
+export class Gateway {
+  readonly config: GatewayConfigStore;
+  private readonly policyDeps: PolicyDeps;
+  private readonly proxyDeps: ProxyDeps;
+  private readonly metrics: GatewayMetrics;
+  private readonly rateLimits: RateLimitStore;
+  private serving: Serving | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** Reloads run one after another, never side by side. */
+  private reloading: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private closed = false;
+
+  constructor(private readonly deps: GatewayDeps) {
+    this.metrics = new GatewayMetrics(deps.registry);
+    this.rateLimits = createRateLimitStore({
+      redisUrl: deps.options.redisUrl,
+      onDegraded: (message) => deps.logger.warn({ error: message }, 'Redis unavailable: rate limits are kept per instance until it is back'),
+      onRecovered: () => deps.logger.info('Redis available again: rate limits are shared across instances'),
+    });
+    this.policyDeps = {
+      credentials: new GatewayCredentials(deps.iam, deps.clock, deps.trustedIssuers),
+      rateLimits: this.rateLimits,
+      upstreamTokens: new UpstreamTokens(deps.iam, deps.clock),
+      secrets: new GatewaySecretValues(deps.secrets, deps.oauth2, deps.clock, deps.audit),
+      clock: deps.clock,
+    };
+    this.proxyDeps = { logger: deps.logger, metrics: this.metrics, audit: deps.audit, accessLog: deps.options.accessLog };
+    this.config = new GatewayConfigStore(deps.store, deps.clock, (config) => compileConfig(config, this.policyDeps).problems);
+  }
+
+  /** Loads and serves the stored configuration, then follows its changes. */
+  async start(): Promise<void> {
+    await this.reloadNow();
+    this.timer = setInterval(() => {
+      // A poll while a reload is queued adds nothing.
+      if (this.pending === 0) void this.reload();
+    }, this.deps.options.reloadMs);
+    this.timer.unref();
+  }
+
+  /** Applies a configuration and serves it on this instance at once (others follow within reloadMs). */
+  async apply(config: GatewayConfig, options: { dryRun?: boolean } = {}): Promise<ApplyOutcome> {
+    const outcome = await this.config.apply(config, options);
+    if (!options.dryRun && outcome.changes.length > 0) await this.reload();
+    return outcome;
+  }
+
+  /** Reloads after any reload under way; failures are logged and the old configuration kept. */
+  reload(): Promise<void> {
+    this.pending++;
+    this.reloading = this.reloading
+      .then(() => this.reloadNow())
+      .catch((err: unknown) => this.deps.logger.error({ err }, 'gateway configuration could not be reloaded; the previous one is still served'))
+      .finally(() => this.pending--);
+    return this.reloading;
+  }
+
+  /** The revision this instance serves (-1 before the first load). */
+  get revision(): number {
+    return this.serving?.revision ?? -1;
+  }
+
+  /**
+   * Serves the request when a gateway route matches it, and says whether it did. Paths
+   * under a reserved prefix are always left to Flowgate's own routes.
+   */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const serving = this.serving;
+    if (!serving || serving.compiled.routes.size === 0) return false;
+    const url = req.url ?? '/';
+    const found = serving.compiled.router.find(req.method as 'GET', url, { host: hostOf(req.headers.host) });
+    if (!found) return false;
+    const queryAt = url.indexOf('?');
+    if (reservedPrefixOf(queryAt === -1 ? url : url.slice(0, queryAt))) return false;
+    const match = found.store as RouteMatch;
+    void serveRoute(req, res, match, found.params, serving.upstreams.get(match.route.service), this.proxyDeps);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.reloading;
+    const upstreams = [...(this.serving?.upstreams.values() ?? [])];
+    await Promise.race([Promise.all(upstreams.map((u) => u.close())), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    await Promise.all(upstreams.map((u) => u.destroy()));
+    await this.rateLimits.close();
+  }
+
+  private async reloadNow(): Promise<void> {
+    if (this.closed) return;
+    const revision = await this.config.revision();
+    if (this.serving && revision === this.serving.revision) return;
+    const state = await this.config.load();
+    const { compiled, problems } = compileConfig({ services: state.services, routes: state.routes }, this.policyDeps);
+    if (!compiled) {
+      this.deps.logger.error({ revision: state.revision, problems }, 'stored gateway configuration is not valid; the previous one is still served');
+      return;
+    }
+    const previous = this.serving;
+    const upstreams = new Map<string, Upstream>();
+    const kept = new Set<Upstream>();
+    for (const service of compiled.services.values()) {
+      const old = previous?.upstreams.get(service.name);
+      if (old && sameConnection(old.service, service)) {
+        upstreams.set(service.name, old);
+        kept.add(old);
+        continue;
+      }
+      const upstream = new Upstream(service, {
+        logger: this.deps.logger,
+        onHealth: (name, target, healthy) => this.metrics.upstreamHealth(name, target, healthy),
+      });
+      upstream.start();
+      upstreams.set(service.name, upstream);
+    }
+    this.serving = { revision: state.revision, compiled, upstreams };
+    this.deps.logger.info({ revision: state.revision, routes: compiled.routes.size, services: compiled.services.size }, 'gateway configuration loaded');
+    for (const old of previous?.upstreams.values() ?? []) {
+      if (kept.has(old)) continue;
+      if (!upstreams.has(old.name)) this.metrics.forgetService(old.name, old.service.targets);
+      // Requests in flight on the old pools finish; then the pools close.
+      void old.close();
+    }
+  }
+}
+
+/** Whether two versions of a service can share pools and health state. */
+function sameConnection(a: GatewayService, b: GatewayService): boolean {
+  const { policies: _a, ...left } = a;
+  const { policies: _b, ...right } = b;
+  return JSON.stringify(left) === JSON.stringify(right);
+}
+
+function hostOf(header: string | undefined): string {
+  if (header === undefined) return '';
+  const lower = header.toLowerCase();
+  if (lower.startsWith('[')) return lower.slice(0, lower.indexOf(']') + 1);
+  const colon = lower.indexOf(':');
+  return colon === -1 ? lower : lower.slice(0, colon);
+}

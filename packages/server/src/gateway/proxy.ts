@@ -1,0 +1,239 @@
+import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { AuditRecorder } from '../kernel/index.js';
+import { formatTraceparent, startSpan, type Logger } from '../observability/index.js';
+import type { RouteMatch } from './compile.js';
+import type { GatewayExchange } from './exchange.js';
+import { downstreamHeaders, upstreamHeaders } from './forwarding-headers.js';
+import type { GatewayMetrics } from './gateway-metrics.js';
+import type { Target, Upstream } from './upstream.js';
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+/** Connection failures after which nothing reached the upstream: safe to try another target. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const REFUSALS = new Set([401, 403, 429]);
+
+export interface ProxyDeps {
+  readonly logger: Logger;
+  readonly metrics: GatewayMetrics;
+  readonly audit: AuditRecorder;
+  /** Writes one info line per request, like the admin API does. */
+  readonly accessLog: boolean;
+}
+
+/**
+ * Serves one matched request: runs the route's policies, forwards it to a target of the
+ * service (trying another on a connection failure when that is safe), and streams the
+ * answer back. Bodies are never buffered in either direction. Every error is a problem
+ * document with the trace id; refusals (401, 403, 429) are audited.
+ */
+export async function serveRoute(
+  req: IncomingMessage,
+  res: ServerResponse,
+  match: RouteMatch,
+  params: Record<string, string | undefined>,
+  upstream: Upstream | undefined,
+  deps: ProxyDeps,
+): Promise<void> {
+  const started = performance.now();
+  const url = req.url ?? '/';
+  const queryAt = url.indexOf('?');
+  const path = queryAt === -1 ? url : url.slice(0, queryAt);
+  const query = queryAt === -1 ? '' : url.slice(queryAt);
+  const trace = startSpan(first(req.headers.traceparent));
+  const incomingId = first(req.headers['x-request-id']);
+  const requestId = incomingId !== undefined && REQUEST_ID.test(incomingId) ? incomingId : trace.traceId;
+  const clientIp = req.socket.remoteAddress ?? '';
+  const route = match.route;
+  const exchange: GatewayExchange = {
+    req,
+    res,
+    method: req.method ?? 'GET',
+    path,
+    query,
+    params,
+    clientIp,
+    trace,
+    route: route.spec,
+    principal: null,
+    upstreamHeaders: upstreamHeaders(req.headers, {
+      clientIp,
+      proto: 'encrypted' in req.socket ? 'https' : 'http',
+      host: req.headers.host,
+      traceparent: formatTraceparent(trace),
+      requestId,
+    }),
+    responseHeaders: { 'x-request-id': requestId, 'x-trace-id': trace.traceId, traceresponse: formatTraceparent(trace) },
+    maxBodyBytes: undefined,
+    responseHeaderEdits: [],
+  };
+
+  try {
+    if (DOT_SEGMENT.test(path)) {
+      // An upstream would resolve `..` past the route's prefix: never forward such a path.
+      throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', 'The path may not contain . or .. segments.');
+    }
+    for (const step of route.steps) {
+      let outcome = step(exchange);
+      if (outcome instanceof Promise) outcome = await outcome;
+      if (outcome === 'answered') return;
+    }
+    if (!upstream) throw new FlowgateError('FLOWGATE_ERR_GATEWAY_NO_HEALTHY_UPSTREAM', `The service "${route.service}" is not available.`);
+    await forward(exchange, match, upstream);
+  } catch (err) {
+    answerError(exchange, err, deps);
+  } finally {
+    finish(exchange, started, deps);
+  }
+}
+
+async function forward(exchange: GatewayExchange, match: RouteMatch, upstream: Upstream): Promise<void> {
+  const { req, res } = exchange;
+  const length = req.headers['content-length'];
+  const hasBody = length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+  const body: Readable | null = hasBody ? limited(req, exchange.maxBodyBytes) : null;
+  const forwardedPath = stripSegments(exchange.path, match.strip) + exchange.query;
+  const retryable = !hasBody && IDEMPOTENT.has(exchange.method);
+  // The client going away stops the upstream request too.
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abort.abort();
+  };
+  res.once('close', onClose);
+
+  const tried = new Set<Target>();
+  let lastError: unknown;
+  for (let attempt = 0; attempt <= upstream.retries; attempt++) {
+    const target = upstream.pick(tried);
+    if (!target) break;
+    tried.add(target);
+    let answer;
+    try {
+      answer = await target.pool.request({
+        method: exchange.method,
+        path: target.basePath + forwardedPath,
+        headers: exchange.upstreamHeaders as Record<string, string>,
+        body,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      lastError = err;
+      if (retryable && NOT_SENT.has(errorCode(err))) continue;
+      throw upstreamError(err, upstream);
+    }
+    const headers = downstreamHeaders(answer.headers);
+    for (const edit of exchange.responseHeaderEdits) edit(headers as Record<string, string>);
+    Object.assign(headers, exchange.responseHeaders);
+    res.writeHead(answer.statusCode, headers);
+    try {
+      await pipeline(answer.body, res);
+    } catch {
+      // The client left or the upstream broke mid-answer: the answer cannot be repaired,
+      // only cut off; the access log records the status already sent.
+      res.destroy();
+    }
+    return;
+  }
+  throw upstreamError(lastError, upstream);
+}
+
+/** The request body, cut off (as a 413) past `max` bytes when a limit applies. */
+function limited(req: IncomingMessage, max: number | undefined): Readable {
+  if (max === undefined) return req;
+  let seen = 0;
+  const limiter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen > max) callback(new FlowgateError('FLOWGATE_ERR_REQUEST_TOO_LARGE', `This route takes bodies of at most ${max} bytes.`));
+      else callback(null, chunk);
+    },
+  });
+  req.on('error', (err) => limiter.destroy(err));
+  return req.pipe(limiter);
+}
+
+function stripSegments(path: string, count: number | undefined): string {
+  if (count === undefined) return path;
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const next = path.indexOf('/', at + 1);
+    if (next === -1) return '/';
+    at = next;
+  }
+  return path.slice(at);
+}
+
+function errorCode(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  const causeCode = (err as { cause?: { code?: unknown } }).cause?.code;
+  return typeof code === 'string' ? code : typeof causeCode === 'string' ? causeCode : '';
+}
+
+/** An upstream failure as the problem the caller gets: 502, 503 or 504. */
+function upstreamError(err: unknown, upstream: Upstream): FlowgateError {
+  if (err instanceof FlowgateError) return err;
+  const cause = (err as { cause?: unknown }).cause;
+  if (cause instanceof FlowgateError) return cause;
+  const code = errorCode(err);
+  const name = upstream.name;
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new FlowgateError('FLOWGATE_ERR_GATEWAY_UPSTREAM_TIMEOUT', `The service "${name}" did not accept a connection in time.`, { cause: err });
+  }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return new FlowgateError('FLOWGATE_ERR_GATEWAY_UPSTREAM_TIMEOUT', `The service "${name}" did not answer in time.`, { cause: err });
+  }
+  return new FlowgateError('FLOWGATE_ERR_GATEWAY_UPSTREAM_UNAVAILABLE', `The service "${name}" could not be reached.`, { cause: err });
+}
+
+function answerError(exchange: GatewayExchange, err: unknown, deps: ProxyDeps): void {
+  const { res } = exchange;
+  const error = err instanceof FlowgateError ? err : new FlowgateError('FLOWGATE_ERR_SERVER_INTERNAL', undefined, { cause: err });
+  if (error.family === 'unexpected') deps.logger.error({ err, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
+  else if (error.status >= 500) deps.logger.warn({ err: error.cause ?? error, code: error.code, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
+  if (REFUSALS.has(error.status)) recordRefusal(exchange, error, deps.audit);
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(toProblem(error, exchange.trace.traceId, exchange.path));
+  res.writeHead(error.status, {
+    ...exchange.responseHeaders,
+    ...error.headers,
+    'content-type': PROBLEM_CONTENT_TYPE,
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+function recordRefusal(exchange: GatewayExchange, error: FlowgateError, audit: AuditRecorder): void {
+  const principal = exchange.principal;
+  audit.record({
+    action: 'gateway.denied',
+    tenant: principal?.tenant ?? null,
+    actor: principal?.sub ?? null,
+    outcome: 'failure',
+    target: `route:${exchange.route.name}`,
+    traceId: exchange.trace.traceId,
+    details: { status: error.status, code: error.code, reason: error.detail, method: exchange.method, path: exchange.path, ip: exchange.clientIp },
+  });
+}
+
+function finish(exchange: GatewayExchange, started: number, deps: ProxyDeps): void {
+  const seconds = (performance.now() - started) / 1000;
+  const status = exchange.res.statusCode;
+  deps.metrics.observe(exchange.route.name, exchange.method, status, seconds);
+  if (deps.accessLog) {
+    deps.logger.info(
+      { traceId: exchange.trace.traceId, method: exchange.method, route: `gateway:${exchange.route.name}`, status, ms: Math.round(seconds * 10_000) / 10 },
+      'request',
+    );
+  }
+}
+
+function first(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
