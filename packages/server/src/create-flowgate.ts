@@ -119,6 +119,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       bodyLimitBytes: config.server.bodyLimitBytes,
       version: VERSION,
       front: (req, res) => gateway.handle(req, res),
+      frontUpgrade: (req, socket, head) => gateway.handleUpgrade(req, socket, head),
     });
     app = httpApp;
     let draining = false;

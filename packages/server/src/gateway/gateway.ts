@@ -1,6 +1,8 @@
 import type { GatewayConfig, GatewayService } from '@flowgate/contracts';
 import { reservedPrefixOf } from '@flowgate/contracts';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import type { Iam } from '../iam/index.js';
 import type { AuditRecorder, Clock } from '../kernel/index.js';
@@ -130,6 +132,26 @@ export class Gateway {
     if (reservedPrefixOf(queryAt === -1 ? url : url.slice(0, queryAt))) return false;
     const match = found.store as RouteMatch;
     void serveRoute(req, res, match, found.params, serving.upstreams.get(match.route.service), this.proxyDeps);
+    return true;
+  }
+
+  /** The same for an `Upgrade` request (WebSocket): proxied when a gateway route matches. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const serving = this.serving;
+    if (!serving || serving.compiled.routes.size === 0) return false;
+    const url = req.url ?? '/';
+    const found = serving.compiled.router.find(req.method as 'GET', url, { host: hostOf(req.headers.host) });
+    if (!found) return false;
+    const queryAt = url.indexOf('?');
+    if (reservedPrefixOf(queryAt === -1 ? url : url.slice(0, queryAt))) return false;
+    const match = found.store as RouteMatch;
+    // Refusals and upstream errors are written as ordinary HTTP answers on the socket.
+    const res = new ServerResponse(req);
+    res.assignSocket(socket as Socket);
+    res.shouldKeepAlive = false;
+    // A socket answered over HTTP (a refusal) is done once the answer is out.
+    res.once('finish', () => socket.end());
+    void serveRoute(req, res, match, found.params, serving.upstreams.get(match.route.service), this.proxyDeps, { socket, head });
     return true;
   }
 

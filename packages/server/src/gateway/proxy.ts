@@ -1,6 +1,7 @@
 import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type Readable } from 'node:stream';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Transform, type Duplex, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { AuditRecorder } from '../kernel/index.js';
 import { formatTraceparent, startSpan, type Logger } from '../observability/index.js';
@@ -38,6 +39,7 @@ export async function serveRoute(
   params: Record<string, string | undefined>,
   upstream: Upstream | undefined,
   deps: ProxyDeps,
+  upgrade?: Upgrade,
 ): Promise<void> {
   const started = performance.now();
   const url = req.url ?? '/';
@@ -83,7 +85,8 @@ export async function serveRoute(
       if (outcome === 'answered') return;
     }
     if (!upstream) throw new FlowgateError('FLOWGATE_ERR_GATEWAY_NO_HEALTHY_UPSTREAM', `The service "${route.service}" is not available.`);
-    await forward(exchange, match, upstream);
+    if (upgrade) await forwardUpgrade(exchange, match, upstream, upgrade);
+    else await forward(exchange, match, upstream);
   } catch (err) {
     answerError(exchange, err, deps);
   } finally {
@@ -139,6 +142,64 @@ async function forward(exchange: GatewayExchange, match: RouteMatch, upstream: U
     return;
   }
   throw upstreamError(lastError, upstream);
+}
+
+/** The client's side of an `Upgrade` request: its socket and what it sent after the head. */
+export interface Upgrade {
+  readonly socket: Duplex;
+  readonly head: Buffer;
+}
+
+/**
+ * Proxies an `Upgrade` request (WebSocket): the upstream's 101 answer is relayed and the
+ * two sockets are joined; any other answer is relayed as an ordinary response.
+ */
+function forwardUpgrade(exchange: GatewayExchange, match: RouteMatch, upstream: Upstream, upgrade: Upgrade): Promise<void> {
+  const { req, res } = exchange;
+  const target = upstream.pick();
+  if (!target) throw new FlowgateError('FLOWGATE_ERR_GATEWAY_NO_HEALTHY_UPSTREAM', `No target of the service "${upstream.name}" is available.`);
+  const send = target.origin.protocol === 'https:' ? httpsRequest : httpRequest;
+  const headers = { ...exchange.upstreamHeaders, connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
+  return new Promise<void>((resolve, reject) => {
+    const outgoing = send({
+      host: target.origin.hostname,
+      port: target.origin.port,
+      method: exchange.method,
+      path: target.basePath + stripSegments(exchange.path, match.strip) + exchange.query,
+      headers,
+      timeout: upstream.service.connectTimeoutMs ?? 5000,
+    });
+    outgoing.on('timeout', () => outgoing.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })));
+    outgoing.on('error', (err) => reject(upstreamError(err, upstream)));
+    outgoing.on('response', (answer) => {
+      // The upstream declined the upgrade: relay its answer as it is.
+      const relayed = downstreamHeaders(answer.headers);
+      Object.assign(relayed, exchange.responseHeaders);
+      res.writeHead(answer.statusCode ?? 502, relayed);
+      answer.pipe(res).on('finish', () => resolve());
+    });
+    outgoing.on('upgrade', (answer, upstreamSocket, upstreamHead) => {
+      outgoing.setTimeout(0);
+      let head = `HTTP/1.1 ${answer.statusCode ?? 101} ${answer.statusMessage ?? 'Switching Protocols'}\r\n`;
+      for (let i = 0; i < answer.rawHeaders.length; i += 2) head += `${answer.rawHeaders[i]}: ${answer.rawHeaders[i + 1]}\r\n`;
+      for (const [name, value] of Object.entries(exchange.responseHeaders)) head += `${name}: ${value}\r\n`;
+      const client = upgrade.socket;
+      res.statusCode = 101;
+      res.detachSocket(client as never);
+      client.write(`${head}\r\n`);
+      if (upstreamHead.length > 0) client.write(upstreamHead);
+      if (upgrade.head.length > 0) upstreamSocket.write(upgrade.head);
+      const close = () => {
+        client.destroy();
+        upstreamSocket.destroy();
+        resolve();
+      };
+      client.on('error', close).on('close', close);
+      upstreamSocket.on('error', close).on('close', close);
+      upstreamSocket.pipe(client).pipe(upstreamSocket);
+    });
+    outgoing.end();
+  });
 }
 
 /** The request body, cut off (as a 413) past `max` bytes when a limit applies. */

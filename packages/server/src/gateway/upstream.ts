@@ -8,6 +8,8 @@ export class Target {
   readonly pool: Pool;
   /** The target URL's path, put before every forwarded path ('' for '/'). */
   readonly basePath: string;
+  /** Where to connect for requests the pool cannot carry (WebSocket upgrades). */
+  readonly origin: URL;
   healthy = true;
   private successes = 0;
   private failures = 0;
@@ -18,6 +20,7 @@ export class Target {
   ) {
     const parsed = new URL(url);
     this.basePath = parsed.pathname.replace(/\/+$/, '');
+    this.origin = new URL(parsed.origin);
     this.pool = new Pool(parsed.origin, {
       connect: { timeout: service.connectTimeoutMs ?? 5000 },
       headersTimeout: service.readTimeoutMs ?? 60_000,

@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ProblemSchema, isErrorCode } from '@flowgate/contracts';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
 import { formatTraceparent, startSpan, type HttpMetrics, type Logger, type TraceContext } from '../observability/index.js';
 import './route-config.js';
@@ -28,6 +29,8 @@ export interface HttpAppOptions {
    * gateway's routes); otherwise Fastify does.
    */
   readonly front?: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  /** The same for `Upgrade` requests (WebSocket), before Fastify's own upgrade handling. */
+  readonly frontUpgrade?: ((req: IncomingMessage, socket: Duplex, head: Buffer) => boolean) | undefined;
 }
 
 declare module 'fastify' {
@@ -45,18 +48,27 @@ const traces = new WeakMap<IncomingMessage, TraceContext>();
  * `traceparent`, request metrics, and the OpenAPI document of every route.
  */
 export async function createHttpApp(options: HttpAppOptions): Promise<HttpApp> {
-  const front = options.front;
+  const { front, frontUpgrade } = options;
   const app = Fastify({
     ...(front
       ? {
-          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
-            Object.assign(
-              createServer((req, res) => {
-                if (!front(req, res)) handler(req, res);
-              }),
-              // What Fastify sets on a server it makes itself.
-              { keepAliveTimeout: 72_000 },
-            ),
+          serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+            const server = createServer((req, res) => {
+              if (!front(req, res)) handler(req, res);
+            });
+            // What Fastify sets on a server it makes itself.
+            server.keepAliveTimeout = 72_000;
+            if (frontUpgrade) {
+              // Upgrade listeners registered later (Fastify's WebSocket plugin) only see the
+              // upgrades the front handler did not take.
+              const emit = server.emit.bind(server) as (event: string, ...args: unknown[]) => boolean;
+              server.emit = ((event: string, ...args: unknown[]) => {
+                if (event === 'upgrade' && frontUpgrade(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer)) return true;
+                return emit(event, ...args);
+              }) as typeof server.emit;
+            }
+            return server;
+          },
         }
       : {}),
     loggerInstance: options.logger,
