@@ -193,6 +193,9 @@ export class AuditLog {
         .select((eb) => eb.fn.max('seq').as('seq'))
         .where('tenant_id', '=', scope)
         .where('seq', '<', keepFrom)
+        // Verification accepts a cut only at a checkpoint old enough to have been retention's
+        // to make: one written late (the chain lagging behind) waits for its own time.
+        .where('created_at', '<=', cutoff)
         .executeTakeFirst();
       if (checkpoint?.seq === null || checkpoint?.seq === undefined) continue;
       const result = await this.db.deleteFrom('audit_records').where('tenant_id', '=', scope).where('seq', '<=', Number(checkpoint.seq)).executeTakeFirst();

@@ -62,7 +62,7 @@ export class OAuthService {
   }
 
   /** RFC 6749 §4.4: a service account gets a token for itself. */
-  async clientCredentials(client: AuthenticatedClient, scopeParam: string | undefined): Promise<TokenResponse> {
+  async clientCredentials(client: AuthenticatedClient, scopeParam: string | undefined, traceId?: string): Promise<TokenResponse> {
     if (client.kind !== 'confidential') {
       throw new FlowgateError('FLOWGATE_ERR_OAUTH_UNAUTHORIZED_CLIENT', 'Public clients cannot use the client_credentials grant.');
     }
@@ -76,6 +76,7 @@ export class OAuthService {
       clientId: client.clientId,
       name: client.account.name,
     });
+    this.recordIssued({ grant: 'client_credentials', tenant: client.account.tenant_id, sub: client.account.id, clientId: client.clientId, scopes, jti: minted.jti, traceId });
     return { access_token: minted.token, token_type: 'Bearer', expires_in: minted.expiresIn, scope: scopes.join(' ') };
   }
 
@@ -83,6 +84,7 @@ export class OAuthService {
   async authorizationCode(
     client: AuthenticatedClient,
     params: { code?: string | undefined; redirect_uri?: string | undefined; code_verifier?: string | undefined },
+    traceId?: string,
   ): Promise<TokenResponse> {
     if (client.kind !== 'public') {
       throw new FlowgateError('FLOWGATE_ERR_OAUTH_UNAUTHORIZED_CLIENT', 'Service accounts cannot use the authorization_code grant.');
@@ -98,6 +100,7 @@ export class OAuthService {
     const user = await this.activeUser(row.tenant_id, row.user_id);
     const scopes = narrow(await this.userScopes(user), row.scope, true);
     const response = await this.userTokens(user, client.clientId, scopes, row.auth_time, undefined, undefined);
+    this.recordIssued({ grant: 'authorization_code', tenant: user.tenant_id, sub: user.id, clientId: client.clientId, scopes, jti: response.jti, traceId });
     await this.deps.authCodes.linkFamily(params.code, response.familyId);
     if (splitScopeParam(row.scope).includes('openid')) {
       response.body.id_token = await this.deps.tokens.mintIdToken({
@@ -114,7 +117,7 @@ export class OAuthService {
   }
 
   /** RFC 6749 §6 with rotation: the old refresh token is spent, a new one returned. */
-  async refresh(client: AuthenticatedClient, token: string | undefined, scopeParam: string | undefined): Promise<TokenResponse> {
+  async refresh(client: AuthenticatedClient, token: string | undefined, scopeParam: string | undefined, traceId?: string): Promise<TokenResponse> {
     if (!token) throw invalidRequest('refresh_token is required.');
     const found = await this.deps.refreshTokens.find(token);
     if (!found || found.client_id !== client.clientId || found.principal_type !== 'user') {
@@ -130,7 +133,8 @@ export class OAuthService {
     const row = await this.deps.refreshTokens.spend(token, client.clientId);
     // RFC 6749 §6: the new refresh token keeps the scope of the old one, however narrow
     // this access token is.
-    const { body } = await this.userTokens(user, client.clientId, scopes, row.auth_time, row.family_id, row.expires_at, row.scope);
+    const { body, jti } = await this.userTokens(user, client.clientId, scopes, row.auth_time, row.family_id, row.expires_at, row.scope);
+    this.recordIssued({ grant: 'refresh_token', tenant: user.tenant_id, sub: user.id, clientId: client.clientId, scopes, jti, traceId });
     return body;
   }
 
@@ -216,7 +220,22 @@ export class OAuthService {
    * RFC 7662. Any problem with the token is `active: false`, with no reason given;
    * tokens of another tenant are inactive to this caller.
    */
-  async introspect(client: AuthenticatedClient, token: string | undefined, hint: string | undefined): Promise<Record<string, unknown>> {
+  async introspect(client: AuthenticatedClient, token: string | undefined, hint: string | undefined, traceId?: string): Promise<Record<string, unknown>> {
+    const answer = await this.introspectToken(client, token, hint);
+    // Who looked at which token, and whether it was active; never the token itself.
+    this.deps.audit.record({
+      action: 'iam.token.introspected',
+      tenant: client.kind === 'confidential' ? client.account.tenant_id : null,
+      actor: client.clientId,
+      outcome: 'success',
+      ...(typeof answer.jti === 'string' ? { target: `jti:${answer.jti}` } : {}),
+      ...(traceId ? { traceId } : {}),
+      details: { active: answer.active === true, ...(typeof answer.sub === 'string' ? { sub: answer.sub } : {}) },
+    });
+    return answer;
+  }
+
+  private async introspectToken(client: AuthenticatedClient, token: string | undefined, hint: string | undefined): Promise<Record<string, unknown>> {
     if (client.kind !== 'confidential') {
       throw new FlowgateError('FLOWGATE_ERR_OAUTH_UNAUTHORIZED_CLIENT', 'Only service accounts may introspect tokens.');
     }
@@ -307,6 +326,19 @@ export class OAuthService {
   }
 
   /** The user behind a code or refresh token, if they may still log in. */
+  /** `iam.token.issued`: who got a token, through which grant, with which scopes. */
+  private recordIssued(issued: { grant: string; tenant: string; sub: string; clientId: string; scopes: readonly string[]; jti: string; traceId: string | undefined }): void {
+    this.deps.audit.record({
+      action: 'iam.token.issued',
+      tenant: issued.tenant,
+      actor: issued.sub,
+      outcome: 'success',
+      target: `jti:${issued.jti}`,
+      ...(issued.traceId ? { traceId: issued.traceId } : {}),
+      details: { grant: issued.grant, client_id: issued.clientId, scope: issued.scopes.join(' ') },
+    });
+  }
+
   private async activeUser(tenant: string, id: string): Promise<UserRow> {
     const user = await this.deps.users.get(tenant, id);
     if (!user || user.disabled) throw invalidGrant('The user no longer exists or is disabled.');
@@ -323,7 +355,7 @@ export class OAuthService {
     familyId: string | undefined,
     familyExpiresAt: number | undefined,
     refreshScope: string = scopes.join(' '),
-  ): Promise<{ body: TokenResponse; familyId: string }> {
+  ): Promise<{ body: TokenResponse; familyId: string; jti: string }> {
     const minted = await this.deps.tokens.mintAccessToken({
       sub: user.id,
       kind: 'user',
@@ -345,6 +377,7 @@ export class OAuthService {
     return {
       body: { access_token: minted.token, token_type: 'Bearer', expires_in: minted.expiresIn, scope: scopes.join(' '), refresh_token: refresh.token },
       familyId: refresh.familyId,
+      jti: minted.jti,
     };
   }
 

@@ -151,13 +151,13 @@ export async function registerOAuthRoutes(app: HttpApp, deps: OAuthRoutesDeps): 
         let body;
         switch (grant) {
           case 'client_credentials':
-            body = await deps.oauth.clientCredentials(client, params.scope);
+            body = await deps.oauth.clientCredentials(client, params.scope, request.id);
             break;
           case 'authorization_code':
-            body = await deps.oauth.authorizationCode(client, params);
+            body = await deps.oauth.authorizationCode(client, params, request.id);
             break;
           case 'refresh_token':
-            body = await deps.oauth.refresh(client, params.refresh_token, params.scope);
+            body = await deps.oauth.refresh(client, params.refresh_token, params.scope, request.id);
             break;
           default:
             body = await deps.oauth.exchange(client, params, request.id);
@@ -179,7 +179,7 @@ export async function registerOAuthRoutes(app: HttpApp, deps: OAuthRoutesDeps): 
       async (request, reply) => {
         const params = formParams(request);
         const client = await deps.clients.authenticate(request, false);
-        return noStore(reply).send(await deps.oauth.introspect(client, params.token, params.token_type_hint));
+        return noStore(reply).send(await deps.oauth.introspect(client, params.token, params.token_type_hint, request.id));
       },
     );
 
