@@ -7,7 +7,7 @@ import { createHttpApp, registerHealthRoutes, type HttpApp } from './http/index.
 import { createIam, type Iam, type SecretHasher } from './iam/index.js';
 import { systemClock, type AuditRecorder, type Clock } from './kernel/index.js';
 import { ALL_MIGRATIONS } from './migrations.js';
-import { createHttpMetrics, createLogger, createMetricsRegistry, type Logger } from './observability/index.js';
+import { createHttpMetrics, createLogger, createMetricsRegistry, NO_SPANS, OtlpSpanExporter, type Logger, type SpanSink } from './observability/index.js';
 import { AddressPolicy, OutboundClient } from './outbound/index.js';
 import { createSecrets, registerSecretRoutes, type OAuth2Tokens, type SecretStore } from './secrets/index.js';
 import { openStore, redactUrl, type Store } from './storage/index.js';
@@ -54,6 +54,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
   const clock = options.clock ?? systemClock;
   const logger = createLogger({ level: config.log.level, ...(options.logDestination ? { destination: options.logDestination } : {}) });
   const registry = createMetricsRegistry();
+  const spans: SpanSink = config.telemetry.otlpEndpoint ? new OtlpSpanExporter(config.telemetry.otlpEndpoint, config.telemetry.serviceName, VERSION, logger) : NO_SPANS;
   // Audit events go to the audit log through the bus once it is up (below); an embedder's
   // recorder (tests read events back from one) receives them too.
   const recorders: AuditRecorder[] = options.audit ? [options.audit] : [];
@@ -103,6 +104,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       clock,
       logger,
       registry,
+      spans,
       audit,
       iam,
       secrets: secrets.store,
@@ -116,6 +118,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     const httpApp = await createHttpApp({
       logger,
       metrics: createHttpMetrics(registry),
+      spans,
       bodyLimitBytes: config.server.bodyLimitBytes,
       version: VERSION,
       front: (req, res) => gateway.handle(req, res),
@@ -172,6 +175,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
           const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutMs).unref());
           await Promise.race([httpApp.close(), timeout]);
           await gateway.close().catch((error: unknown) => logger.warn({ err: error }, 'gateway did not close cleanly'));
+          await spans.close();
           // Consumers stop before the store they record acks in.
           await auditService.stop().catch((error: unknown) => logger.warn({ err: error }, 'audit service did not stop cleanly'));
           await eventBus.close().catch((error: unknown) => logger.warn({ err: error }, 'event bus did not close cleanly'));
@@ -187,6 +191,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
   } catch (err) {
     await app?.close().catch(() => undefined);
     await gatewayRef?.close().catch(() => undefined);
+    await spans.close();
     await bus?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw err;

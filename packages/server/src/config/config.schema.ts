@@ -138,6 +138,15 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    telemetry: Type.Object(
+      {
+        otlpEndpoint: Type.Optional(
+          Type.String({ pattern: '^https?://', description: 'OpenTelemetry collector (OTLP/HTTP, e.g. http://collector:4318): one span per request is exported there' }),
+        ),
+        serviceName: Type.String({ minLength: 1, default: 'flowgate', description: 'service.name of exported spans' }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     gateway: Type.Object(
       {
         reloadMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 1000, description: 'How often each instance checks for a changed gateway configuration' }),

@@ -40,6 +40,8 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_GATEWAY_RELOAD_MS: { path: 'gateway.reloadMs', kind: 'integer' },
   FLOWGATE_GATEWAY_ACCESS_LOG: { path: 'gateway.accessLog', kind: 'boolean' },
   FLOWGATE_REDIS_URL: { path: 'redis.url', kind: 'string' },
+  FLOWGATE_OTLP_ENDPOINT: { path: 'telemetry.otlpEndpoint', kind: 'string' },
+  FLOWGATE_SERVICE_NAME: { path: 'telemetry.serviceName', kind: 'string' },
 };
 
 /**

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import type { Iam } from '../iam/index.js';
 import type { AuditRecorder, Clock } from '../kernel/index.js';
-import type { Logger } from '../observability/index.js';
+import type { Logger, SpanSink } from '../observability/index.js';
 import type { OAuth2Tokens, SecretStore } from '../secrets/index.js';
 import type { Store } from '../storage/index.js';
 import { compileConfig, type CompiledConfig, type RouteMatch } from './compile.js';
@@ -32,6 +32,7 @@ export interface GatewayDeps {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly registry: Registry;
+  readonly spans: SpanSink;
   readonly audit: AuditRecorder;
   readonly iam: Iam;
   readonly secrets: SecretStore;
@@ -82,7 +83,7 @@ export class Gateway {
       secrets: new GatewaySecretValues(deps.secrets, deps.oauth2, deps.clock, deps.audit),
       clock: deps.clock,
     };
-    this.proxyDeps = { logger: deps.logger, metrics: this.metrics, audit: deps.audit, accessLog: deps.options.accessLog };
+    this.proxyDeps = { logger: deps.logger, metrics: this.metrics, audit: deps.audit, accessLog: deps.options.accessLog, spans: deps.spans };
     this.config = new GatewayConfigStore(deps.store, deps.clock, (config) => compileConfig(config, this.policyDeps).problems);
   }
 

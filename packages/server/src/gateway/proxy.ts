@@ -4,7 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import { Transform, type Duplex, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { AuditRecorder } from '../kernel/index.js';
-import { formatTraceparent, startSpan, type Logger } from '../observability/index.js';
+import { formatTraceparent, startSpan, type Logger, type SpanSink } from '../observability/index.js';
 import type { RouteMatch } from './compile.js';
 import type { GatewayExchange } from './exchange.js';
 import { downstreamHeaders, upstreamHeaders } from './forwarding-headers.js';
@@ -24,6 +24,7 @@ export interface ProxyDeps {
   readonly audit: AuditRecorder;
   /** Writes one info line per request, like the admin API does. */
   readonly accessLog: boolean;
+  readonly spans: SpanSink;
 }
 
 /**
@@ -284,9 +285,19 @@ function recordRefusal(exchange: GatewayExchange, error: FlowgateError, audit: A
 }
 
 function finish(exchange: GatewayExchange, started: number, deps: ProxyDeps): void {
-  const seconds = (performance.now() - started) / 1000;
+  const ended = performance.now();
+  const seconds = (ended - started) / 1000;
   const status = exchange.res.statusCode;
   deps.metrics.observe(exchange.route.name, exchange.method, status, seconds);
+  const origin = performance.timeOrigin;
+  deps.spans.record({
+    trace: exchange.trace,
+    name: `gateway ${exchange.route.name}`,
+    startMs: origin + started,
+    endMs: origin + ended,
+    attributes: { 'http.request.method': exchange.method, 'http.route': exchange.route.name, 'url.path': exchange.path, 'http.response.status_code': status },
+    error: status >= 500,
+  });
   if (deps.accessLog) {
     deps.logger.info(
       { traceId: exchange.trace.traceId, method: exchange.method, route: `gateway:${exchange.route.name}`, status, ms: Math.round(seconds * 10_000) / 10 },

@@ -7,7 +7,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
-import { formatTraceparent, startSpan, type HttpMetrics, type Logger, type TraceContext } from '../observability/index.js';
+import { formatTraceparent, startSpan, type HttpMetrics, type Logger, type SpanSink, type TraceContext } from '../observability/index.js';
 import './route-config.js';
 
 /** The Fastify instance every feature registers its routes on. */
@@ -22,6 +22,8 @@ export type HttpApp = FastifyInstance<
 export interface HttpAppOptions {
   readonly logger: Logger;
   readonly metrics: HttpMetrics;
+  /** Where each request's span goes (an OTLP collector, when configured). */
+  readonly spans?: SpanSink | undefined;
   readonly bodyLimitBytes: number;
   readonly version: string;
   /**
@@ -117,7 +119,7 @@ export async function createHttpApp(options: HttpAppOptions): Promise<HttpApp> {
   app.addContentTypeParser(/^application\/[a-z0-9.-]+\+json$/, { parseAs: 'string' }, parseJson);
 
   registerErrorHandling(app);
-  registerMetrics(app, options.metrics);
+  registerMetrics(app, options.metrics, options.spans);
 
   await app.register(swagger, {
     openapi: {
@@ -235,12 +237,23 @@ function asFlowgateError(error: FastifyError): FlowgateError {
   return new FlowgateError('FLOWGATE_ERR_SERVER_INTERNAL', undefined, { cause: error });
 }
 
-function registerMetrics(app: HttpApp, metrics: HttpMetrics): void {
+function registerMetrics(app: HttpApp, metrics: HttpMetrics, spans: SpanSink | undefined): void {
   app.addHook('onResponse', (request, reply, done) => {
     // The route template, never the raw URL: label values must stay few.
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) });
     metrics.duration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+    if (spans) {
+      const end = Date.now();
+      spans.record({
+        trace: request.trace,
+        name: `${request.method} ${route}`,
+        startMs: end - reply.elapsedTime,
+        endMs: end,
+        attributes: { 'http.request.method': request.method, 'http.route': route, 'http.response.status_code': reply.statusCode },
+        error: reply.statusCode >= 500,
+      });
+    }
     if (!route.startsWith('/health/') && route !== '/metrics') {
       request.log.info({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
     }

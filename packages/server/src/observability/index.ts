@@ -2,3 +2,4 @@
 export { createLogger, REDACTED_PATHS, type Logger, type LoggerOptions } from './logger.js';
 export { createMetricsRegistry, createHttpMetrics, type HttpMetrics } from './metrics.js';
 export { startSpan, parseTraceparent, formatTraceparent, type TraceContext } from './trace-context.js';
+export { OtlpSpanExporter, NO_SPANS, type SpanSink, type FinishedSpan } from './span-exporter.js';
