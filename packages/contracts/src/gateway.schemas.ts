@@ -100,6 +100,9 @@ export const UpstreamAuthPolicySchema = Type.Union([
       header: HeaderName,
       secret: Type.String({ pattern: '^[a-z][a-z0-9_]{0,99}$', description: 'Name of a secret in the secrets store' }),
       tenant: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: "Whose secret; default: the caller's tenant" })),
+      shared: Type.Optional(
+        Type.Boolean({ description: "With tenant: send that tenant's secret for callers of every tenant (a platform-wide credential). Default: only for callers of that tenant" }),
+      ),
       prefix: Type.Optional(Type.String({ maxLength: 50, pattern: '^[^\\r\\n\\u0000]*$', description: 'Put before the value, e.g. "Bearer "' })),
     },
     { additionalProperties: false },

@@ -89,7 +89,7 @@ export function compileConfig(input: unknown, deps: PolicyDeps): { problems: Con
     const steps = compilePolicies(route, service, params, deps, at, `services[${serviceIndex.get(service.name)}]`, problems);
     const compiled: CompiledRoute = { spec: route, service: service.name, steps };
     routes.set(route.name, compiled);
-    registerPaths(router, compiled, at, problems);
+    registerPaths(router, compiled, (route.policies?.cors ?? service.policies?.cors) !== undefined, at, problems);
   });
   if (problems.length > 0) return { problems };
   return { problems, compiled: { router, routes, services } };
@@ -134,8 +134,8 @@ function compilePolicies(
     if (anonymous && name === 'scopes') problems.push({ path: at, message: 'scopes need an auth policy other than none' });
     const upstream = name === 'upstream-auth' ? (options as NonNullable<Policies['upstream-auth']>) : undefined;
     if (anonymous && upstream?.mode === 'mint-jwt') problems.push({ path: at, message: 'mint-jwt needs an authenticated caller: an auth policy other than none' });
-    if (anonymous && upstream?.mode === 'secret-header' && upstream.tenant === undefined) {
-      problems.push({ path: `${at}.tenant`, message: "with auth none there is no caller's tenant: name the secret's tenant" });
+    if (anonymous && upstream?.mode === 'secret-header' && (upstream.tenant === undefined || !upstream.shared)) {
+      problems.push({ path: `${at}.tenant`, message: "with auth none there is no caller's tenant: name the secret's tenant and set shared: true" });
     }
   }
   const steps: Array<{ order: number; step: PolicyStep }> = [];
@@ -151,12 +151,12 @@ function compilePolicies(
   return steps.sort((a, b) => a.order - b.order).map((s) => s.step);
 }
 
-function registerPaths(router: Router, route: CompiledRoute, at: string, problems: ConfigProblem[]): void {
+function registerPaths(router: Router, route: CompiledRoute, cors: boolean, at: string, problems: ConfigProblem[]): void {
   const spec = route.spec;
   const methods = new Set<string>(spec.methods ?? GATEWAY_METHODS);
   if (methods.has('GET')) methods.add('HEAD');
   // A browser's preflight is an OPTIONS request: a route with CORS answers it.
-  if (spec.policies?.cors) methods.add('OPTIONS');
+  if (cors) methods.add('OPTIONS');
   const constraints = spec.hosts ? spec.hosts.map((host) => hostConstraint(host)) : [undefined];
   spec.paths.forEach((path, p) => {
     const strip = stripFor(spec.stripPrefix, path);

@@ -2,7 +2,7 @@ import type { GatewayChange, GatewayConfig, GatewayConfigState, GatewayRoute, Ga
 import type { Kysely } from 'kysely';
 import { FlowgateError } from '../errors/index.js';
 import type { Clock } from '../kernel/index.js';
-import type { Store } from '../storage/index.js';
+import { isUniqueViolation, type Store } from '../storage/index.js';
 import type { GatewayTables } from './gateway.tables.js';
 
 /** A problem found in a configuration, with its place in the document. */
@@ -81,6 +81,16 @@ export class GatewayConfigStore {
    * one transaction; the next configuration is validated whole before anything is written.
    */
   private async change(derive: (current: GatewayConfig) => GatewayConfig, dryRun = false): Promise<ApplyOutcome> {
+    try {
+      return await this.changeOnce(derive, dryRun);
+    } catch (err) {
+      // Two writers at once on PostgreSQL: the loser's insert meets the winner's row.
+      if (isUniqueViolation(err)) throw new FlowgateError('FLOWGATE_ERR_RESOURCE_CONFLICT', 'The gateway configuration changed while this change was applied; apply it again.', { cause: err });
+      throw err;
+    }
+  }
+
+  private async changeOnce(derive: (current: GatewayConfig) => GatewayConfig, dryRun: boolean): Promise<ApplyOutcome> {
     return this.db.transaction().execute(async (trx) => {
       const current = await this.read(trx);
       const next = derive({ services: current.services, routes: current.routes });
@@ -122,11 +132,12 @@ export class GatewayConfigStore {
   }
 
   private async read(db: Kysely<GatewayTables>): Promise<GatewayConfigState> {
-    const [state, services, routes] = await Promise.all([
-      db.selectFrom('gateway_state').select('revision').where('id', '=', 1).executeTakeFirstOrThrow(),
-      db.selectFrom('gateway_services').select('spec').orderBy('name').execute(),
-      db.selectFrom('gateway_routes').select('spec').orderBy('name').execute(),
-    ]);
+    // One after the other, revision first: outside a transaction each read may see a later
+    // commit, and a configuration newer than its label is only reloaded once more, while
+    // one older than its label would be served until the next change.
+    const state = await db.selectFrom('gateway_state').select('revision').where('id', '=', 1).executeTakeFirstOrThrow();
+    const services = await db.selectFrom('gateway_services').select('spec').orderBy('name').execute();
+    const routes = await db.selectFrom('gateway_routes').select('spec').orderBy('name').execute();
     return {
       revision: Number(state.revision),
       services: services.map((row) => JSON.parse(row.spec) as GatewayService),

@@ -8,8 +8,12 @@ export function isHopByHop(name: string): boolean {
   return HOP_BY_HOP.has(name);
 }
 
-/** Headers the gateway replaces or that carry the caller's credentials. */
-const NOT_FORWARDED = new Set(['host', 'authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'traceparent', 'x-request-id']);
+/**
+ * Headers the gateway replaces, that carry the caller's credentials (the bearer token,
+ * Flowgate API keys), or that the HTTP client cannot forward (`expect`: the gateway has
+ * answered 100-continue itself).
+ */
+const NOT_FORWARDED = new Set(['host', 'authorization', 'x-api-key', 'expect', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'traceparent', 'x-request-id']);
 
 /** Names listed in a Connection header: also connection-specific (RFC 9110 §7.6.1). */
 function connectionTokens(value: string | string[] | undefined): string[] {

@@ -68,6 +68,10 @@ export class Gateway {
   private reloading: Promise<void> = Promise.resolve();
   private pending = 0;
   private closed = false;
+  /** Open WebSocket tunnels and upgrades in progress, ended at shutdown. */
+  private readonly tunnels = new Set<Duplex>();
+  /** Upstreams replaced by a reload, closing once their requests are done. */
+  private readonly retired = new Set<Upstream>();
 
   constructor(private readonly deps: GatewayDeps) {
     this.metrics = new GatewayMetrics(deps.registry);
@@ -126,13 +130,13 @@ export class Gateway {
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const serving = this.serving;
     if (!serving || serving.compiled.routes.size === 0) return false;
-    const url = req.url ?? '/';
-    const found = serving.compiled.router.find(req.method as 'GET', url, { host: hostOf(req.headers.host) });
+    const found = this.match(serving, req);
     if (!found) return false;
-    const queryAt = url.indexOf('?');
-    if (reservedPrefixOf(queryAt === -1 ? url : url.slice(0, queryAt))) return false;
     const match = found.store as RouteMatch;
-    void serveRoute(req, res, match, found.params, serving.upstreams.get(match.route.service), this.proxyDeps);
+    const upstream = serving.upstreams.get(match.route.service);
+    // Counted from the first moment: a reload meanwhile must not close its pools under it.
+    upstream?.acquire();
+    void serveRoute(req, res, match, found.params, upstream, this.proxyDeps).finally(() => upstream?.release());
     return true;
   }
 
@@ -140,27 +144,49 @@ export class Gateway {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const serving = this.serving;
     if (!serving || serving.compiled.routes.size === 0) return false;
-    const url = req.url ?? '/';
-    const found = serving.compiled.router.find(req.method as 'GET', url, { host: hostOf(req.headers.host) });
+    // Only WebSocket: another protocol (h2c) would tunnel requests past the route's policies.
+    if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') return false;
+    const found = this.match(serving, req);
     if (!found) return false;
-    const queryAt = url.indexOf('?');
-    if (reservedPrefixOf(queryAt === -1 ? url : url.slice(0, queryAt))) return false;
     const match = found.store as RouteMatch;
+    // Node leaves an upgraded socket without an error listener: a client reset must not
+    // become an uncaught exception.
+    socket.on('error', () => socket.destroy());
+    this.tunnels.add(socket);
+    socket.once('close', () => this.tunnels.delete(socket));
     // Refusals and upstream errors are written as ordinary HTTP answers on the socket.
     const res = new ServerResponse(req);
     res.assignSocket(socket as Socket);
     res.shouldKeepAlive = false;
     // A socket answered over HTTP (a refusal) is done once the answer is out.
     res.once('finish', () => socket.end());
-    void serveRoute(req, res, match, found.params, serving.upstreams.get(match.route.service), this.proxyDeps, { socket, head });
+    const upstream = serving.upstreams.get(match.route.service);
+    upstream?.acquire();
+    void serveRoute(req, res, match, found.params, upstream, this.proxyDeps, { socket, head }).finally(() => upstream?.release());
     return true;
+  }
+
+  /**
+   * The route for a request, if any. Only origin-form targets (`/path`) are routed: an
+   * absolute-form target (`http://host/path`) would reach the upstream with an authority
+   * the caller chose. Reserved paths are checked on the raw and on the decoded path, as
+   * the router and Fastify both decode.
+   */
+  private match(serving: Serving, req: IncomingMessage) {
+    const url = req.url ?? '/';
+    if (!url.startsWith('/')) return undefined;
+    const queryAt = url.indexOf('?');
+    const path = queryAt === -1 ? url : url.slice(0, queryAt);
+    if (reservedPrefixOf(path) || reservedPrefixOf(decodedOrRaw(path))) return undefined;
+    return serving.compiled.router.find(req.method as 'GET', url, { host: hostOf(req.headers.host) }) ?? undefined;
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     await this.reloading;
-    const upstreams = [...(this.serving?.upstreams.values() ?? [])];
+    for (const socket of this.tunnels) socket.destroy();
+    const upstreams = [...(this.serving?.upstreams.values() ?? []), ...this.retired];
     await Promise.race([Promise.all(upstreams.map((u) => u.close())), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
     await Promise.all(upstreams.map((u) => u.destroy()));
     await this.rateLimits.close();
@@ -199,7 +225,8 @@ export class Gateway {
       if (kept.has(old)) continue;
       if (!upstreams.has(old.name)) this.metrics.forgetService(old.name, old.service.targets);
       // Requests in flight on the old pools finish; then the pools close.
-      void old.close();
+      this.retired.add(old);
+      void old.retire().then(() => this.retired.delete(old));
     }
   }
 }
@@ -209,6 +236,14 @@ function sameConnection(a: GatewayService, b: GatewayService): boolean {
   const { policies: _a, ...left } = a;
   const { policies: _b, ...right } = b;
   return JSON.stringify(left) === JSON.stringify(right);
+}
+
+function decodedOrRaw(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }
 
 function hostOf(header: string | undefined): string {

@@ -14,7 +14,18 @@ import type { Target, Upstream } from './upstream.js';
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 /** Connection failures after which nothing reached the upstream: safe to try another target. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
-const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+/**
+ * Whether a raw path has a segment an upstream could resolve as `.` or `..`: separators
+ * include `\` (WHATWG URL parsers) and encoded slashes, and `;params` (Tomcat, Jetty) are
+ * cut off first.
+ */
+export function hasDotSegment(path: string): boolean {
+  const normal = path.replace(/%2e/gi, '.').replace(/%2f|%5c|\\/gi, '/');
+  return normal.split('/').some((segment) => {
+    const name = segment.split(';')[0];
+    return name === '.' || name === '..';
+  });
+}
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const REFUSALS = new Set([401, 403, 429]);
 
@@ -76,7 +87,7 @@ export async function serveRoute(
   };
 
   try {
-    if (DOT_SEGMENT.test(path)) {
+    if (hasDotSegment(path)) {
       // An upstream would resolve `..` past the route's prefix: never forward such a path.
       throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', 'The path may not contain . or .. segments.');
     }
@@ -163,7 +174,8 @@ function forwardUpgrade(exchange: GatewayExchange, match: RouteMatch, upstream: 
   const headers = { ...exchange.upstreamHeaders, connection: 'Upgrade', upgrade: req.headers.upgrade ?? 'websocket' };
   return new Promise<void>((resolve, reject) => {
     const outgoing = send({
-      host: target.origin.hostname,
+      // URL keeps an IPv6 literal's brackets; the socket API wants the bare address.
+      host: target.origin.hostname.replace(/^\[|\]$/g, ''),
       port: target.origin.port,
       method: exchange.method,
       path: target.basePath + stripSegments(exchange.path, match.strip) + exchange.query,
@@ -177,10 +189,21 @@ function forwardUpgrade(exchange: GatewayExchange, match: RouteMatch, upstream: 
       const relayed = downstreamHeaders(answer.headers);
       Object.assign(relayed, exchange.responseHeaders);
       res.writeHead(answer.statusCode ?? 502, relayed);
-      answer.pipe(res).on('finish', () => resolve());
+      answer.on('error', () => res.destroy());
+      answer.pipe(res).on('finish', () => resolve()).on('close', () => resolve());
+    });
+    // The client leaving before the upstream answered ends the attempt.
+    upgrade.socket.once('close', () => {
+      outgoing.destroy();
+      resolve();
     });
     outgoing.on('upgrade', (answer, upstreamSocket, upstreamHead) => {
       outgoing.setTimeout(0);
+      if (answer.headers.upgrade?.toLowerCase() !== 'websocket') {
+        upstreamSocket.destroy();
+        reject(new FlowgateError('FLOWGATE_ERR_GATEWAY_UPSTREAM_UNAVAILABLE', `The service "${upstream.name}" switched to a protocol other than WebSocket.`));
+        return;
+      }
       let head = `HTTP/1.1 ${answer.statusCode ?? 101} ${answer.statusMessage ?? 'Switching Protocols'}\r\n`;
       for (let i = 0; i < answer.rawHeaders.length; i += 2) head += `${answer.rawHeaders[i]}: ${answer.rawHeaders[i + 1]}\r\n`;
       for (const [name, value] of Object.entries(exchange.responseHeaders)) head += `${name}: ${value}\r\n`;

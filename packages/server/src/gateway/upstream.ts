@@ -62,6 +62,9 @@ export class Upstream {
   readonly targets: readonly Target[];
   private next = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Requests holding this upstream (matched, maybe still in their policies). */
+  private inflight = 0;
+  private retiring: (() => void) | undefined;
   private readonly check: Required<HealthCheck> | undefined;
 
   constructor(
@@ -128,6 +131,26 @@ export class Upstream {
       this.events.onHealth(this.name, target.url, target.healthy);
       this.events.logger.warn({ service: this.name, target: target.url, healthy: target.healthy }, target.healthy ? 'gateway target healthy again' : 'gateway target unhealthy');
     }
+  }
+
+  acquire(): void {
+    this.inflight++;
+  }
+
+  release(): void {
+    this.inflight--;
+    if (this.inflight === 0) this.retiring?.();
+  }
+
+  /**
+   * Taken out of service by a reload: closes once no request holds it any more, so a
+   * request still in its policies never finds its pool closed.
+   */
+  retire(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    const idle = this.inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.retiring = resolve));
+    return idle.then(() => this.close());
   }
 
   /** Stops the checks and closes the pools once their requests in flight are done. */

@@ -13,6 +13,7 @@ import { PG_URL, startTestServer, type TestServer } from '../support/server.js';
 import { startUpstream, type FakeUpstream } from '../support/upstream.js';
 
 const open = { auth: { type: 'none' } };
+const REDIS_URL = process.env.FLOWGATE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 describe('gateway configuration API', () => {
   let server: TestServer;
@@ -135,9 +136,10 @@ describe('gateway on PostgreSQL with two instances', () => {
 
   beforeAll(async () => {
     upstream = await startUpstream();
-    first = await startTestServer({ store: 'postgres', config: { gateway: { reloadMs: 100 } } });
+    const shared = { gateway: { reloadMs: 100 }, redis: { url: REDIS_URL } };
+    first = await startTestServer({ store: 'postgres', config: shared });
     const { schema, url } = first.flowgate.config.database;
-    second = await startTestServer({ store: 'postgres', config: { gateway: { reloadMs: 100 }, database: { url: url ?? PG_URL, schema }, secrets: { masterKey: first.flowgate.config.secrets.masterKey } } });
+    second = await startTestServer({ store: 'postgres', config: { ...shared, database: { url: url ?? PG_URL, schema }, secrets: { masterKey: first.flowgate.config.secrets.masterKey } } });
   });
   afterAll(async () => {
     await second.close();
@@ -154,5 +156,19 @@ describe('gateway on PostgreSQL with two instances', () => {
     expect((await api(first.url, 'GET', '/shared')).status).toBe(200);
     await waitFor('the second instance to serve the route', async () => (await api(second.url, 'GET', '/shared')).status === 200);
     expect(second.flowgate.gateway.revision).toBe(first.flowgate.gateway.revision);
+  });
+
+  it('shares one rate-limit budget between the instances through Redis', async () => {
+    // A route name of its own: buckets outlive this test in Redis for their window.
+    const name = `limited-${Date.now().toString(36)}`;
+    const res = await api(first.url, 'PUT', '/api/v1/gateway/routes/' + name, {
+      token: await adminToken(first.url),
+      body: { name, service: 's', paths: [`/${name}`], policies: { auth: { type: 'none' }, 'rate-limit': { limit: 3, windowSeconds: 3600, by: 'ip' } } },
+    });
+    expect(res.status).toBe(201);
+    await waitFor('the second instance to serve the route', () => second.flowgate.gateway.revision === first.flowgate.gateway.revision);
+    const statuses = [];
+    for (const server of [first, second, first, second]) statuses.push((await api(server.url, 'GET', `/${name}`)).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
   });
 });

@@ -199,37 +199,44 @@ describe('gateway upstreams', () => {
     }
   });
 
-  it('applies configuration changes under load without failing a request', async () => {
+  it('applies configuration changes under load without failing a request, also while requests wait in policies', async () => {
+    // Rate limits in Redis make every request wait in its policies, where a reload that
+    // closed the old pools would fail it; each generation also changes the service's pools.
+    const live = await startTestServer({ config: { redis: { url: process.env.FLOWGATE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379' } } });
     const other = await startUpstream();
     try {
-      const services = (target: string) => [{ name: 'live', targets: [target] }];
+      const liveAdmin = await adminToken(live.url);
+      const services = (generation: number) => [{ name: 'live', targets: [generation % 2 === 0 ? upstream.url : other.url], connectTimeoutMs: 1000 + generation }];
       const routes = (n: number) => [
-        { name: 'live', service: 'live', paths: ['/live/*'], policies: { ...open, 'response-headers': { set: { 'x-generation': String(n) } } } },
+        { name: `live-${Date.now().toString(36)}`, service: 'live', paths: ['/live/*'], policies: { ...open, 'rate-limit': { limit: 1_000_000_000, by: 'ip' }, 'response-headers': { set: { 'x-generation': String(n) } } } },
         ...Array.from({ length: n % 5 }, (_v, i) => ({ name: `extra-${i}`, service: 'live', paths: [`/extra-${i}`], policies: open })),
       ];
-      await apply(services(upstream.url), routes(0));
+      const applyLive = async (generation: number) => {
+        const res = await api(live.url, 'PUT', '/api/v1/gateway/config', { token: liveAdmin, body: { services: services(generation), routes: routes(generation) } });
+        if (res.status !== 200) throw new Error(res.text);
+      };
+      await applyLive(0);
       let stop = false;
       const failures: string[] = [];
       let requests = 0;
       const load = Array.from({ length: 8 }, async () => {
         while (!stop) {
-          const res = await fetch(`${base}/live/item`).catch((err: unknown) => ({ status: 0, text: () => String(err) }) as const);
+          const res = await fetch(`${live.url}/live/item`).catch((err: unknown) => ({ status: 0, text: () => String(err) }) as const);
           requests++;
           if (res.status !== 200) failures.push(`${res.status} ${await res.text()}`);
           else await (res).arrayBuffer();
         }
       });
-      for (let generation = 1; generation <= 20; generation++) {
-        await apply(services(generation % 2 === 0 ? upstream.url : other.url), routes(generation));
-      }
+      for (let generation = 1; generation <= 20; generation++) await applyLive(generation);
       stop = true;
       await Promise.all(load);
       expect(failures).toEqual([]);
       expect(requests).toBeGreaterThan(20);
-      const last = await fetch(`${base}/live/item`);
+      const last = await fetch(`${live.url}/live/item`);
       expect(last.headers.get('x-generation')).toBe('20');
       expect(other.seen.length).toBeGreaterThan(0);
     } finally {
+      await live.close();
       await other.close();
     }
   });

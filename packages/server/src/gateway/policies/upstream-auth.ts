@@ -42,6 +42,11 @@ export const upstreamAuthPolicy: PolicyFactory<UpstreamAuthPolicy> = {
         const header = options.header.toLowerCase();
         const prefix = options.prefix ?? '';
         return async (exchange) => {
+          // A tenant's credential is that tenant's callers' to use, unless the operator
+          // declared it a platform-wide one.
+          if (options.tenant !== undefined && !options.shared && exchange.principal?.tenant !== options.tenant) {
+            throw new FlowgateError('FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE', "This route's upstream credentials belong to another tenant.");
+          }
           const tenant = options.tenant ?? exchange.principal?.tenant;
           if (tenant === undefined) {
             throw new FlowgateError('FLOWGATE_ERR_GATEWAY_UPSTREAM_CREDENTIALS', 'The route names no tenant whose secret to send, and the caller has none.');
