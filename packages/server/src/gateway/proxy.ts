@@ -1,8 +1,8 @@
 import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
+import { EventEmitter } from 'node:events';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { Transform, type Duplex, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { AuditRecorder } from '../kernel/index.js';
 import { formatTraceparent, startSpan, type Logger, type SpanSink } from '../observability/index.js';
 import type { RouteMatch } from './compile.js';
@@ -113,10 +113,12 @@ async function forward(exchange: GatewayExchange, match: RouteMatch, upstream: U
   const body: Readable | null = hasBody ? limited(req, exchange.maxBodyBytes) : null;
   const forwardedPath = stripSegments(exchange.path, match.strip) + exchange.query;
   const retryable = !hasBody && IDEMPOTENT.has(exchange.method);
-  // The client going away stops the upstream request too.
-  const abort = new AbortController();
+  // The client going away stops the upstream request too. undici takes an EventEmitter
+  // as its signal: an AbortController per request (and the DOMException each abort builds)
+  // cost a tenth of the gateway's CPU.
+  const abort = new EventEmitter();
   const onClose = () => {
-    if (!res.writableFinished) abort.abort();
+    if (!res.writableFinished) abort.emit('abort');
   };
   res.once('close', onClose);
 
@@ -133,7 +135,7 @@ async function forward(exchange: GatewayExchange, match: RouteMatch, upstream: U
         path: target.basePath + forwardedPath,
         headers: exchange.upstreamHeaders as Record<string, string>,
         body,
-        signal: abort.signal,
+        signal: abort,
       });
     } catch (err) {
       lastError = err;
@@ -144,13 +146,30 @@ async function forward(exchange: GatewayExchange, match: RouteMatch, upstream: U
     for (const edit of exchange.responseHeaderEdits) edit(headers as Record<string, string>);
     Object.assign(headers, exchange.responseHeaders);
     res.writeHead(answer.statusCode, headers);
-    try {
-      await pipeline(answer.body, res);
-    } catch {
-      // The client left or the upstream broke mid-answer: the answer cannot be repaired,
-      // only cut off; the access log records the status already sent.
-      res.destroy();
-    }
+    // pipe, not stream/promises pipeline: pipeline makes an AbortController per call.
+    await new Promise<void>((resolve) => {
+      const body = answer.body;
+      const done = () => {
+        res.off('close', done);
+        body.off('error', broken);
+        resolve();
+      };
+      const broken = () => {
+        // The upstream broke mid-answer: it cannot be repaired, only cut off; the access
+        // log records the status already sent.
+        res.destroy();
+        done();
+      };
+      body.once('error', broken);
+      res.once('close', done);
+      res.once('finish', () => {
+        res.off('close', done);
+        done();
+      });
+      body.pipe(res);
+    });
+    // A client that left before the end: nothing more to read from the upstream.
+    if (!res.writableFinished) answer.body.destroy();
     return;
   }
   throw upstreamError(lastError, upstream);

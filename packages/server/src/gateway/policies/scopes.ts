@@ -1,9 +1,30 @@
 import { isScope, type ScopesPolicy } from '@flowgate/contracts';
 import { FlowgateError } from '../../errors/index.js';
-import { principalHas } from '../../iam/index.js';
+import { principalHas, type Principal } from '../../iam/index.js';
 import { PolicyOptionError, type PolicyFactory } from './policy.js';
 
 const PLACEHOLDER = /\{([A-Za-z0-9_]+)\}/g;
+
+/**
+ * What each principal was found to hold, per scope. Principals are cached by the gateway
+ * until their token expires, so the scope grammar is parsed once per token and scope,
+ * not per request.
+ */
+const granted = new WeakMap<Principal, Map<string, boolean>>();
+
+function holds(principal: Principal, scope: string): boolean {
+  let known = granted.get(principal);
+  if (!known) {
+    known = new Map();
+    granted.set(principal, known);
+  }
+  let answer = known.get(scope);
+  if (answer === undefined) {
+    answer = principalHas(principal, scope);
+    if (known.size < 1000) known.set(scope, answer);
+  }
+  return answer;
+}
 const REALM = 'Bearer realm="flowgate"';
 
 /** One required scope: fixed, or filled in from path parameters per request. */
@@ -39,7 +60,7 @@ export const scopesPolicy: PolicyFactory<ScopesPolicy> = {
       }
       for (const requirement of requirements) {
         const scope = requirement(exchange.params);
-        if (!principalHas(principal, scope)) {
+        if (!holds(principal, scope)) {
           throw new FlowgateError('FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE', `This route needs the "${scope}" scope, which your credentials do not carry.`, {
             headers: { 'www-authenticate': `${REALM}, error="insufficient_scope", scope="${scope}"` },
             extensions: { required_scope: scope },
