@@ -151,7 +151,9 @@ async function forward(exchange: GatewayExchange, match: RouteMatch, upstream: U
       const body = answer.body;
       const done = () => {
         res.off('close', done);
-        body.off('error', broken);
+        // Whatever the upstream's stream reports after this must not go unheard (an
+        // unhandled 'error' would end the process).
+        body.off('error', broken).on('error', ignore);
         resolve();
       };
       const broken = () => {
@@ -269,6 +271,10 @@ function stripSegments(path: string, count: number | undefined): string {
     at = next;
   }
   return path.slice(at);
+}
+
+function ignore(): void {
+  // Deliberately nothing: see the answer piping in forward().
 }
 
 function errorCode(err: unknown): string {
