@@ -93,6 +93,8 @@ export class Gateway {
 
   /** Loads and serves the stored configuration, then follows its changes. */
   async start(): Promise<void> {
+    // Budgets shared through Redis from the first request, when Redis answers at all.
+    await this.rateLimits.ready?.(2000);
     await this.reloadNow();
     this.timer = setInterval(() => {
       // A poll while a reload is queued adds nothing.

@@ -120,6 +120,21 @@ export class RedisRateLimitStore implements RateLimitStore {
     client.on('close', () => this.degrade(new Error('the connection closed')));
   }
 
+  ready(timeoutMs: number): Promise<void> {
+    if (this.client.status === 'ready' || this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      const client = this.client;
+      function done(): void {
+        clearTimeout(timer);
+        client.off('ready', done);
+        resolve();
+      }
+      client.once('ready', done);
+    });
+  }
+
   /** Whether requests are being answered locally because Redis cannot be used. */
   get isDegraded(): boolean {
     return this.degraded;

@@ -29,6 +29,11 @@ export interface RateLimitStore {
   take(key: string, limit: RateLimit): RateDecision | Promise<RateDecision>;
   /** Forgets the buckets (local) or closes the connection (Redis). */
   close(): Promise<void>;
+  /**
+   * Resolves once the store can share budgets (Redis connected), or after `timeoutMs`
+   * when it cannot yet (it limits per instance meanwhile). Never rejects.
+   */
+  ready?(timeoutMs: number): Promise<void>;
 }
 
 /** What a store keeps per key. A missing bucket is a full one. */
