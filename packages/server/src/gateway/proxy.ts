@@ -1,5 +1,5 @@
+import type { Dispatcher } from 'undici';
 import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
-import { EventEmitter } from 'node:events';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { Transform, type Duplex, type Readable } from 'node:stream';
@@ -107,74 +107,89 @@ export async function serveRoute(
 }
 
 async function forward(exchange: GatewayExchange, match: RouteMatch, upstream: Upstream): Promise<void> {
-  const { req, res } = exchange;
+  const { req } = exchange;
   const length = req.headers['content-length'];
   const hasBody = length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
   const body: Readable | null = hasBody ? limited(req, exchange.maxBodyBytes) : null;
   const forwardedPath = stripSegments(exchange.path, match.strip) + exchange.query;
   const retryable = !hasBody && IDEMPOTENT.has(exchange.method);
-  // The client going away stops the upstream request too. undici takes an EventEmitter
-  // as its signal: an AbortController per request (and the DOMException each abort builds)
-  // cost a tenth of the gateway's CPU.
-  const abort = new EventEmitter();
-  const onClose = () => {
-    if (!res.writableFinished) abort.emit('abort');
-  };
-  res.once('close', onClose);
-
   const tried = new Set<Target>();
   let lastError: unknown;
   for (let attempt = 0; attempt <= upstream.retries; attempt++) {
     const target = upstream.pick(tried);
     if (!target) break;
     tried.add(target);
-    let answer;
     try {
-      answer = await target.pool.request({
-        method: exchange.method,
-        path: target.basePath + forwardedPath,
-        headers: exchange.upstreamHeaders as Record<string, string>,
-        body,
-        signal: abort,
-      });
+      await relay(exchange, target, target.basePath + forwardedPath, body);
+      return;
     } catch (err) {
       lastError = err;
       if (retryable && NOT_SENT.has(errorCode(err))) continue;
       throw upstreamError(err, upstream);
     }
-    const headers = downstreamHeaders(answer.headers);
-    for (const edit of exchange.responseHeaderEdits) edit(headers as Record<string, string>);
-    Object.assign(headers, exchange.responseHeaders);
-    res.writeHead(answer.statusCode, headers);
-    // pipe, not stream/promises pipeline: pipeline makes an AbortController per call.
-    await new Promise<void>((resolve) => {
-      const body = answer.body;
-      const done = () => {
-        res.off('close', done);
-        // Whatever the upstream's stream reports after this must not go unheard (an
-        // unhandled 'error' would end the process).
-        body.off('error', broken).on('error', ignore);
-        resolve();
-      };
-      const broken = () => {
-        // The upstream broke mid-answer: it cannot be repaired, only cut off; the access
-        // log records the status already sent.
-        res.destroy();
-        done();
-      };
-      body.once('error', broken);
-      res.once('close', done);
-      res.once('finish', () => {
-        res.off('close', done);
-        done();
-      });
-      body.pipe(res);
-    });
-    // A client that left before the end: nothing more to read from the upstream.
-    if (!res.writableFinished) answer.body.destroy();
-    return;
   }
   throw upstreamError(lastError, upstream);
+}
+
+/**
+ * Sends the request to one target and streams its answer straight into the response:
+ * undici's dispatch API with a handler, so no intermediate stream, promise or abort
+ * controller is made per request. Rejects only when nothing was answered yet (the
+ * caller may try another target); a failure mid-answer cuts the response off.
+ */
+function relay(exchange: GatewayExchange, target: Target, path: string, body: Readable | null): Promise<void> {
+  const { res } = exchange;
+  return new Promise<void>((resolve, reject) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let answering = false;
+    const clientGone = () => {
+      if (!res.writableFinished) controller?.abort(new Error('the client closed the connection'));
+    };
+    const drained = () => controller?.resume();
+    res.once('close', clientGone);
+    const settle = () => {
+      res.off('close', clientGone);
+      res.off('drain', drained);
+    };
+    target.pool.dispatch(
+      { method: exchange.method, path, headers: exchange.upstreamHeaders as Record<string, string>, body },
+      {
+        onRequestStart(started) {
+          controller = started;
+          if (res.destroyed) started.abort(new Error('the client closed the connection'));
+        },
+        onResponseStart(_controller, statusCode, upstreamHeaders) {
+          answering = true;
+          const headers = downstreamHeaders(upstreamHeaders);
+          for (const edit of exchange.responseHeaderEdits) edit(headers as Record<string, string>);
+          Object.assign(headers, exchange.responseHeaders);
+          res.writeHead(statusCode, headers);
+        },
+        onResponseData(flow, chunk) {
+          if (!res.write(chunk)) {
+            flow.pause();
+            res.once('drain', drained);
+          }
+        },
+        onResponseEnd() {
+          settle();
+          res.end();
+          resolve();
+        },
+        onResponseError(_controller, error) {
+          settle();
+          if (!answering) {
+            reject(error);
+            return;
+          }
+          // The upstream broke mid-answer (or the client left): it cannot be repaired, only
+          // cut off; the access log records the status already sent.
+          res.destroy();
+          resolve();
+        },
+      },
+    );
+  });
 }
 
 /** The client's side of an `Upgrade` request: its socket and what it sent after the head. */
@@ -271,10 +286,6 @@ function stripSegments(path: string, count: number | undefined): string {
     at = next;
   }
   return path.slice(at);
-}
-
-function ignore(): void {
-  // Deliberately nothing: see the answer piping in forward().
 }
 
 function errorCode(err: unknown): string {
