@@ -1,4 +1,4 @@
-import { missingScopes, roleRank, type ApiKey, type ApiKeyCreated, type Role } from '@flowgate/contracts';
+import { missingScopes, type ApiKey, type ApiKeyCreated, type Role } from '@flowgate/contracts';
 import { FlowgateError } from '../errors/index.js';
 import { isoTime, type AuditRecorder, type Clock } from '../kernel/index.js';
 import type { Page } from '../storage/index.js';
@@ -114,10 +114,7 @@ export class ApiKeyAdmin {
       });
     }
     if (role) {
-      // Nobody acts for a role above their own; callers without a role never for an owner.
-      const callerRole = caller.kind === 'external' ? undefined : await this.deps.members.roleOf(caller.tenant, caller.sub);
-      const rankOk = callerRole ? roleRank(callerRole) <= roleRank(role) : role !== 'owner';
-      if (!rankOk) throw new FlowgateError('FLOWGATE_ERR_IAM_ROLE_NOT_GRANTABLE', `This account's role "${role}" is above your own.`);
+      if (!(await this.deps.members.ranksAtLeast(caller, role))) throw new FlowgateError('FLOWGATE_ERR_IAM_ROLE_NOT_GRANTABLE', `This account's role "${role}" is above your own.`);
     }
     return { account, role };
   }

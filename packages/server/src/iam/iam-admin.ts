@@ -278,8 +278,7 @@ export class IamAdmin {
    * except owner whose scopes they hold.
    */
   private async assertRoleGrantable(caller: Principal, role: Role): Promise<void> {
-    const callerRole = caller.kind === 'external' ? undefined : await this.deps.members.roleOf(caller.tenant, caller.sub);
-    const rankOk = callerRole ? roleRank(callerRole) <= roleRank(role) : role !== 'owner';
+    const rankOk = await this.deps.members.ranksAtLeast(caller, role);
     const missing = missingScopes(caller.scopes, ROLE_SCOPES[role]);
     if (!rankOk || missing.length > 0) {
       throw new FlowgateError('FLOWGATE_ERR_IAM_ROLE_NOT_GRANTABLE', `You cannot grant or change the role "${role}": it is above your own.`);

@@ -1,7 +1,8 @@
 import type { Kysely, Selectable } from 'kysely';
-import type { Role } from '@flowgate/contracts';
+import { roleRank, type Role } from '@flowgate/contracts';
 import { pageSize, toPage, type Page } from '../storage/index.js';
 import type { IamTables, MembersTable } from './iam.tables.js';
+import type { Principal } from './principal.js';
 
 export type MemberRow = Selectable<MembersTable>;
 
@@ -33,6 +34,16 @@ export class MemberRepository {
 
   async roleOf(tenantId: string, principalId: string): Promise<Role | undefined> {
     return (await this.get(tenantId, principalId))?.role as Role | undefined;
+  }
+
+  /**
+   * Whether the caller ranks at least `role` in its tenant: nobody grants or acts for a
+   * role above their own. Callers without a role (service accounts with plain scopes,
+   * external tokens) may for any role but owner.
+   */
+  async ranksAtLeast(caller: Principal, role: Role): Promise<boolean> {
+    const callerRole = caller.kind === 'external' ? undefined : await this.roleOf(caller.tenant, caller.sub);
+    return callerRole ? roleRank(callerRole) <= roleRank(role) : role !== 'owner';
   }
 
   async list(tenantId: string, limit?: number, cursor?: string): Promise<Page<MemberView>> {

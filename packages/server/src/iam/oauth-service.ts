@@ -325,7 +325,6 @@ export class OAuthService {
     });
   }
 
-  /** The user behind a code or refresh token, if they may still log in. */
   /** `iam.token.issued`: who got a token, through which grant, with which scopes. */
   private recordIssued(issued: { grant: string; tenant: string; sub: string; clientId: string; scopes: readonly string[]; jti: string; traceId: string | undefined }): void {
     this.deps.audit.record({
@@ -339,6 +338,7 @@ export class OAuthService {
     });
   }
 
+  /** The user behind a code or refresh token, if they may still log in. */
   private async activeUser(tenant: string, id: string): Promise<UserRow> {
     const user = await this.deps.users.get(tenant, id);
     if (!user || user.disabled) throw invalidGrant('The user no longer exists or is disabled.');
