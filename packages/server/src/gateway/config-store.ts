@@ -56,24 +56,19 @@ export class GatewayConfigStore {
     return this.change(() => next, options.dryRun ?? false);
   }
 
-  /** Creates or replaces one service, keeping everything else. */
-  async putService(service: GatewayService): Promise<ApplyOutcome> {
-    return this.change((config) => ({ ...config, services: replaceByName(config.services, service) }));
+  /** Creates or replaces one service or route, keeping everything else. */
+  async put(kind: GatewayChange['kind'], item: GatewayService | GatewayRoute): Promise<ApplyOutcome> {
+    const list = LISTS[kind];
+    return this.change((config) => ({ ...config, [list]: replaceByName<{ name: string }>(config[list], item) }));
   }
 
-  /** Creates or replaces one route, keeping everything else. */
-  async putRoute(route: GatewayRoute): Promise<ApplyOutcome> {
-    return this.change((config) => ({ ...config, routes: replaceByName(config.routes, route) }));
-  }
-
-  /** Deletes one service (refused while a route uses it); no changes when there was none. */
-  async deleteService(name: string): Promise<ApplyOutcome> {
-    return this.change((config) => ({ ...config, services: config.services.filter((s) => s.name !== name) }));
-  }
-
-  /** Deletes one route; no changes when there was none. */
-  async deleteRoute(name: string): Promise<ApplyOutcome> {
-    return this.change((config) => ({ ...config, routes: config.routes.filter((r) => r.name !== name) }));
+  /**
+   * Deletes one service or route (a service is refused while a route uses it); no changes
+   * when there was none.
+   */
+  async remove(kind: GatewayChange['kind'], name: string): Promise<ApplyOutcome> {
+    const list = LISTS[kind];
+    return this.change((config) => ({ ...config, [list]: (config[list] as ReadonlyArray<{ name: string }>).filter((item) => item.name !== name) }));
   }
 
   /**
@@ -145,6 +140,9 @@ export class GatewayConfigStore {
     };
   }
 }
+
+/** Where each kind of item lives in a configuration. */
+const LISTS = { service: 'services', route: 'routes' } as const;
 
 function replaceByName<T extends { name: string }>(items: readonly T[], item: T): T[] {
   const index = items.findIndex((i) => i.name === item.name);

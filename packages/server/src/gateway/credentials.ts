@@ -7,6 +7,15 @@ const MAX_ENTRIES = 10_000;
 /** How stale a cached "not revoked" may be: a revoked token stops working within this time. */
 const REVOCATION_RECHECK_MS = 5_000;
 
+/** Sets an entry, first dropping the oldest one when the map is full. */
+function setBounded<V>(map: Map<string, V>, key: string, value: V): void {
+  if (map.size >= MAX_ENTRIES) {
+    const oldest = map.keys().next().value;
+    if (oldest !== undefined) map.delete(oldest);
+  }
+  map.set(key, value);
+}
+
 interface CachedToken {
   readonly principal: Principal;
   readonly expiresAt: number;
@@ -55,11 +64,7 @@ export class GatewayCredentials implements CredentialVerifier {
   private async verifyNew(token: string): Promise<Principal> {
     const principal = await this.iam.verifier.verify(token);
     const now = this.clock.now();
-    if (this.tokens.size >= MAX_ENTRIES) {
-      const oldest = this.tokens.keys().next().value;
-      if (oldest !== undefined) this.tokens.delete(oldest);
-    }
-    this.tokens.set(token, { principal, expiresAt: principal.exp * 1000, checkedAt: now });
+    setBounded(this.tokens, token, { principal, expiresAt: principal.exp * 1000, checkedAt: now });
     return principal;
   }
 
@@ -116,11 +121,7 @@ export class UpstreamTokens implements UpstreamTokenMinter {
       ttlSeconds,
       audience,
     });
-    if (this.minted.size >= MAX_ENTRIES) {
-      const oldest = this.minted.keys().next().value;
-      if (oldest !== undefined) this.minted.delete(oldest);
-    }
-    this.minted.set(key, { token: minted.token, renewAt: this.clock.now() + (ttlSeconds * 1000) / 2 });
+    setBounded(this.minted, key, { token: minted.token, renewAt: this.clock.now() + (ttlSeconds * 1000) / 2 });
     return minted.token;
   }
 }

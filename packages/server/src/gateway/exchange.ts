@@ -1,5 +1,5 @@
 import type { GatewayRoute } from '@flowgate/contracts';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../iam/index.js';
 import type { TraceContext } from '../observability/index.js';
 
@@ -32,9 +32,4 @@ export interface GatewayExchange {
   maxBodyBytes: number | undefined;
   /** Changes applied to the upstream's response headers before they are sent. */
   readonly responseHeaderEdits: Array<(headers: HeaderMap) => void>;
-}
-
-/** The original request headers, for policies that read what the caller sent. */
-export function requestHeaders(exchange: GatewayExchange): IncomingHttpHeaders {
-  return exchange.req.headers;
 }

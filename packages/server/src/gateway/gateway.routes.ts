@@ -9,8 +9,11 @@ import {
   GatewayServiceListSchema,
   GatewayServiceSchema,
   type GatewayChange,
+  type GatewayRoute,
+  type GatewayService,
 } from '@flowgate/contracts';
 import type { FastifyRequest } from 'fastify';
+import type { TSchema } from 'typebox';
 import { FlowgateError } from '../errors/index.js';
 import { bearerSecured, problemResponses, type HttpApp } from '../http/index.js';
 import { callerOf } from '../iam/index.js';
@@ -81,95 +84,73 @@ export function registerGatewayRoutes(app: HttpApp, { gateway, audit }: GatewayR
     },
   );
 
+  for (const kind of ['service', 'route'] as const) registerItemRoutes(app, kind, gateway, afterChange);
+}
+
+/**
+ * What differs between the service and the route endpoints. The schemas are typed loosely
+ * on purpose: one handler serves both kinds, and the schemas still validate every body
+ * and answer.
+ */
+const ITEMS: Record<'service' | 'route', { list: 'services' | 'routes'; schema: TSchema; listSchema: TSchema; deleteSummary: string }> = {
+  service: { list: 'services', schema: GatewayServiceSchema, listSchema: GatewayServiceListSchema, deleteSummary: 'Deletes a gateway service no route uses' },
+  route: { list: 'routes', schema: GatewayRouteSchema, listSchema: GatewayRouteListSchema, deleteSummary: 'Deletes a gateway route' },
+};
+
+/** /api/v1/gateway/{services,routes}[/:name]: list, read, create or replace, delete. */
+function registerItemRoutes(
+  app: HttpApp,
+  kind: keyof typeof ITEMS,
+  gateway: Gateway,
+  afterChange: (request: FastifyRequest, outcome: ApplyOutcome) => Promise<void>,
+): void {
+  const { list, schema, listSchema, deleteSummary } = ITEMS[kind];
+  const base = `/api/v1/gateway/${list}`;
+  const items = async (): Promise<ReadonlyArray<{ name: string }>> => (await gateway.config.load())[list];
+
   app.get(
-    '/api/v1/gateway/services',
-    { config: { scope: SCOPE }, schema: { ...secured, tags, summary: 'The gateway services', response: { 200: GatewayServiceListSchema, ...problems(401, 403) } } },
-    async () => ({ items: (await gateway.config.load()).services }),
+    base,
+    { config: { scope: SCOPE }, schema: { ...secured, tags, summary: `The gateway ${list}`, response: { 200: listSchema, ...problems(401, 403) } } },
+    async () => ({ items: await items() }),
   );
 
   app.get(
-    '/api/v1/gateway/services/:name',
-    { config: { scope: SCOPE }, schema: { ...secured, tags, summary: 'One gateway service', params: GatewayNameParamsSchema, response: { 200: GatewayServiceSchema, ...problems(401, 403, 404) } } },
-    async (request) => found((await gateway.config.load()).services.find((s) => s.name === request.params.name), 'service', request.params.name),
+    `${base}/:name`,
+    { config: { scope: SCOPE }, schema: { ...secured, tags, summary: `One gateway ${kind}`, params: GatewayNameParamsSchema, response: { 200: schema, ...problems(401, 403, 404) } } },
+    async (request) => found((await items()).find((item) => item.name === request.params.name), kind, request.params.name),
   );
 
   app.put(
-    '/api/v1/gateway/services/:name',
+    `${base}/:name`,
     {
       config: { scope: SCOPE },
       schema: {
         ...secured,
         tags,
-        summary: 'Creates or replaces a gateway service',
+        summary: `Creates or replaces a gateway ${kind}`,
         params: GatewayNameParamsSchema,
-        body: GatewayServiceSchema,
-        response: { 200: GatewayServiceSchema, 201: GatewayServiceSchema, ...problems(400, 401, 403, 409) },
+        body: schema,
+        response: { 200: schema, 201: schema, ...problems(400, 401, 403, 409) },
       },
     },
     async (request, reply) => {
-      sameName(request.params.name, request.body.name);
-      const outcome = await gateway.config.putService(request.body);
+      const item = request.body as GatewayService | GatewayRoute;
+      sameName(request.params.name, item.name);
+      const outcome = await gateway.config.put(kind, item);
       await afterChange(request, outcome);
-      return reply.code(outcome.changes.some((c) => c.op === 'create') ? 201 : 200).send(request.body);
+      return reply.code(outcome.changes.some((c) => c.op === 'create') ? 201 : 200).send(item);
     },
   );
 
   app.delete(
-    '/api/v1/gateway/services/:name',
+    `${base}/:name`,
     {
       config: { scope: SCOPE },
-      schema: { ...secured, tags, summary: 'Deletes a gateway service no route uses', params: GatewayNameParamsSchema, response: { 204: { type: 'null' }, ...problems(400, 401, 403, 404) } },
+      schema: { ...secured, tags, summary: deleteSummary, params: GatewayNameParamsSchema, response: { 204: { type: 'null' }, ...problems(400, 401, 403, 404) } },
     },
     async (request, reply) => {
-      const outcome = await gateway.config.deleteService(request.params.name);
-      if (outcome.changes.length === 0) throw notFound('service', request.params.name);
-      await afterChange(request, outcome);
-      return reply.code(204).send(null);
-    },
-  );
-
-  app.get(
-    '/api/v1/gateway/routes',
-    { config: { scope: SCOPE }, schema: { ...secured, tags, summary: 'The gateway routes', response: { 200: GatewayRouteListSchema, ...problems(401, 403) } } },
-    async () => ({ items: (await gateway.config.load()).routes }),
-  );
-
-  app.get(
-    '/api/v1/gateway/routes/:name',
-    { config: { scope: SCOPE }, schema: { ...secured, tags, summary: 'One gateway route', params: GatewayNameParamsSchema, response: { 200: GatewayRouteSchema, ...problems(401, 403, 404) } } },
-    async (request) => found((await gateway.config.load()).routes.find((r) => r.name === request.params.name), 'route', request.params.name),
-  );
-
-  app.put(
-    '/api/v1/gateway/routes/:name',
-    {
-      config: { scope: SCOPE },
-      schema: {
-        ...secured,
-        tags,
-        summary: 'Creates or replaces a gateway route',
-        params: GatewayNameParamsSchema,
-        body: GatewayRouteSchema,
-        response: { 200: GatewayRouteSchema, 201: GatewayRouteSchema, ...problems(400, 401, 403, 409) },
-      },
-    },
-    async (request, reply) => {
-      sameName(request.params.name, request.body.name);
-      const outcome = await gateway.config.putRoute(request.body);
-      await afterChange(request, outcome);
-      return reply.code(outcome.changes.some((c) => c.op === 'create') ? 201 : 200).send(request.body);
-    },
-  );
-
-  app.delete(
-    '/api/v1/gateway/routes/:name',
-    {
-      config: { scope: SCOPE },
-      schema: { ...secured, tags, summary: 'Deletes a gateway route', params: GatewayNameParamsSchema, response: { 204: { type: 'null' }, ...problems(401, 403, 404) } },
-    },
-    async (request, reply) => {
-      const outcome = await gateway.config.deleteRoute(request.params.name);
-      if (outcome.changes.length === 0) throw notFound('route', request.params.name);
+      const outcome = await gateway.config.remove(kind, request.params.name);
+      if (outcome.changes.length === 0) throw notFound(kind, request.params.name);
       await afterChange(request, outcome);
       return reply.code(204).send(null);
     },

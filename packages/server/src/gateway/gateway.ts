@@ -1,4 +1,4 @@
-import type { GatewayConfig, GatewayService } from '@flowgate/contracts';
+import type { GatewayService } from '@flowgate/contracts';
 import { reservedPrefixOf } from '@flowgate/contracts';
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -10,11 +10,11 @@ import type { Logger, SpanSink } from '../observability/index.js';
 import type { OAuth2Tokens, SecretStore } from '../secrets/index.js';
 import type { Store } from '../storage/index.js';
 import { compileConfig, type CompiledConfig, type RouteMatch } from './compile.js';
-import { GatewayConfigStore, type ApplyOutcome } from './config-store.js';
+import { GatewayConfigStore } from './config-store.js';
 import { GatewayCredentials, UpstreamTokens } from './credentials.js';
 import { GatewayMetrics } from './gateway-metrics.js';
 import type { PolicyDeps } from './policies/index.js';
-import { serveRoute, type ProxyDeps } from './proxy.js';
+import { serveRoute, type ProxyDeps, type Upgrade } from './proxy.js';
 import { createRateLimitStore, type RateLimitStore } from './rate-limit/index.js';
 import { GatewaySecretValues } from './secret-values.js';
 import { Upstream } from './upstream.js';
@@ -41,6 +41,8 @@ export interface GatewayDeps {
   readonly trustedIssuers: readonly string[];
   readonly options: GatewayOptions;
 }
+
+type Matched = NonNullable<ReturnType<CompiledConfig['router']['find']>>;
 
 /** What is served now: the compiled configuration and its upstreams. */
 interface Serving {
@@ -103,13 +105,6 @@ export class Gateway {
     this.timer.unref();
   }
 
-  /** Applies a configuration and serves it on this instance at once (others follow within reloadMs). */
-  async apply(config: GatewayConfig, options: { dryRun?: boolean } = {}): Promise<ApplyOutcome> {
-    const outcome = await this.config.apply(config, options);
-    if (!options.dryRun && outcome.changes.length > 0) await this.reload();
-    return outcome;
-  }
-
   /** Reloads after any reload under way; failures are logged and the old configuration kept. */
   reload(): Promise<void> {
     this.pending++;
@@ -134,11 +129,7 @@ export class Gateway {
     if (!serving || serving.compiled.routes.size === 0) return false;
     const found = this.match(serving, req);
     if (!found) return false;
-    const match = found.store as RouteMatch;
-    const upstream = serving.upstreams.get(match.route.service);
-    // Counted from the first moment: a reload meanwhile must not close its pools under it.
-    upstream?.acquire();
-    void serveRoute(req, res, match, found.params, upstream, this.proxyDeps).finally(() => upstream?.release());
+    this.serve(serving, found, req, res);
     return true;
   }
 
@@ -150,7 +141,6 @@ export class Gateway {
     if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') return false;
     const found = this.match(serving, req);
     if (!found) return false;
-    const match = found.store as RouteMatch;
     // Node leaves an upgraded socket without an error listener: a client reset must not
     // become an uncaught exception.
     socket.on('error', () => socket.destroy());
@@ -162,10 +152,16 @@ export class Gateway {
     res.shouldKeepAlive = false;
     // A socket answered over HTTP (a refusal) is done once the answer is out.
     res.once('finish', () => socket.end());
-    const upstream = serving.upstreams.get(match.route.service);
-    upstream?.acquire();
-    void serveRoute(req, res, match, found.params, upstream, this.proxyDeps, { socket, head }).finally(() => upstream?.release());
+    this.serve(serving, found, req, res, { socket, head });
     return true;
+  }
+
+  private serve(serving: Serving, found: Matched, req: IncomingMessage, res: ServerResponse, upgrade?: Upgrade): void {
+    const match = found.store as RouteMatch;
+    const upstream = serving.upstreams.get(match.route.service);
+    // Counted from the first moment: a reload meanwhile must not close its pools under it.
+    upstream?.acquire();
+    void serveRoute(req, res, match, found.params, upstream, this.proxyDeps, upgrade).finally(() => upstream?.release());
   }
 
   /**
@@ -174,12 +170,12 @@ export class Gateway {
    * the caller chose. Reserved paths are checked on the raw and on the decoded path, as
    * the router and Fastify both decode.
    */
-  private match(serving: Serving, req: IncomingMessage) {
+  private match(serving: Serving, req: IncomingMessage): Matched | undefined {
     const url = req.url ?? '/';
     if (!url.startsWith('/')) return undefined;
     const queryAt = url.indexOf('?');
     const path = queryAt === -1 ? url : url.slice(0, queryAt);
-    if (reservedPrefixOf(path) || reservedPrefixOf(decodedOrRaw(path))) return undefined;
+    if (reservedPrefixOf(path) || (path.includes('%') && reservedPrefixOf(decodedOrRaw(path)))) return undefined;
     return serving.compiled.router.find(req.method as 'GET', url, { host: hostOf(req.headers.host) }) ?? undefined;
   }
 

@@ -20,6 +20,8 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNR
  * cut off first.
  */
 export function hasDotSegment(path: string): boolean {
+  // Every spelling needs a '.' or a '%': most paths are done here.
+  if (!path.includes('.') && !path.includes('%')) return false;
   const normal = path.replace(/%2e/gi, '.').replace(/%2f|%5c|\\/gi, '/');
   return normal.split('/').some((segment) => {
     const name = segment.split(';')[0];
