@@ -11,38 +11,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { checker, client, settings } from '../support/client.mjs';
 import { startProductB } from './product-b.mjs';
 
-const url = (process.env.FLOWGATE_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
-const adminId = process.env.FLOWGATE_CLIENT_ID;
-const adminSecret = process.env.FLOWGATE_CLIENT_SECRET;
-if (!adminId || !adminSecret) {
-  console.error('Set FLOWGATE_CLIENT_ID and FLOWGATE_CLIENT_SECRET to a platform administrator (the bootstrap credentials).');
-  process.exit(2);
-}
-let failed = false;
-const check = (ok, what) => {
-  console.log(`${ok ? '  ok ' : '  FAILED'} ${what}`);
-  if (!ok) failed = true;
-};
-
-async function call(method, path, { token, body, basic, form } = {}) {
-  const headers = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (basic) headers.authorization = `Basic ${Buffer.from(basic.join(':')).toString('base64')}`;
-  let payload;
-  if (form) {
-    headers['content-type'] = 'application/x-www-form-urlencoded';
-    payload = new URLSearchParams(form).toString();
-  } else if (body !== undefined) {
-    headers['content-type'] = 'application/json';
-    payload = JSON.stringify(body);
-  }
-  const res = await fetch(`${url}${path}`, { method, headers, body: payload });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text && /json/.test(res.headers.get('content-type') ?? '') ? JSON.parse(text) : text };
-}
-const tokenFor = async (id, secret) => (await call('POST', '/oauth/token', { basic: [id, secret], form: { grant_type: 'client_credentials' } })).body.access_token;
+const { url, adminId, adminSecret } = settings();
+const { check, failed } = checker();
+const { call, tokenFor } = client(url);
 
 const productB = await startProductB({ port: Number(process.env.FLOW_PORT ?? 9100), flowgateUrl: url });
 try {
@@ -92,5 +66,5 @@ try {
 } finally {
   await productB.close();
 }
-console.log(failed ? 'S1: FAILED' : 'S1: done');
-process.exit(failed ? 1 : 0);
+console.log(failed() ? 'S1: FAILED' : 'S1: done');
+process.exit(failed() ? 1 : 0);

@@ -4,3 +4,4 @@
  */
 export { FlowgateError, isFlowgateError, type FieldProblem, type FlowgateErrorOptions } from './flowgate-error.js';
 export { toProblem, PROBLEM_CONTENT_TYPE } from './problem.js';
+export { shapeProblems, pointerToField, type DocumentProblem } from './schema-problems.js';

@@ -1,6 +1,7 @@
 import { GatewayConfigSchema, GATEWAY_METHODS, reservedPrefixOf, type GatewayConfig, type GatewayRoute, type GatewayService, type Policies, type PolicyName } from '@flowgate/contracts';
 import { Ajv } from 'ajv';
 import FindMyWay from 'find-my-way';
+import { shapeProblems } from '../errors/index.js';
 import type { ConfigProblem } from './config-store.js';
 import { POLICY_FACTORIES, PolicyOptionError, type PolicyDeps, type PolicyStep } from './policies/index.js';
 
@@ -29,16 +30,6 @@ export interface CompiledConfig {
 
 const validateShape = new Ajv({ allErrors: true, strict: false }).compile<GatewayConfig>(GatewayConfigSchema);
 
-/** Lets shape errors read like `routes[2].policies.scopes.required[0]`. */
-function pathOf(instancePath: string): string {
-  return instancePath
-    .split('/')
-    .slice(1)
-    .map((part) => (/^\d+$/.test(part) ? `[${part}]` : `.${part}`))
-    .join('')
-    .replace(/^\./, '');
-}
-
 /**
  * Checks a configuration and compiles it: shapes, names, references, reserved paths,
  * path conflicts, and each policy's options (its factory runs here, so a bad option is
@@ -47,12 +38,7 @@ function pathOf(instancePath: string): string {
  */
 export function compileConfig(input: unknown, deps: PolicyDeps): { problems: ConfigProblem[]; compiled?: CompiledConfig } {
   if (!validateShape(input)) {
-    const problems = (validateShape.errors ?? []).map((e) => {
-      const extra = (e.params as { additionalProperty?: unknown }).additionalProperty;
-      const at = pathOf(e.instancePath) + (typeof extra === 'string' ? `.${extra}` : '');
-      return { path: at.replace(/^\./, '') || '(document)', message: typeof extra === 'string' ? 'is not a known property' : (e.message ?? 'is invalid') };
-    });
-    return { problems: dedupe(problems) };
+    return { problems: shapeProblems(validateShape.errors) };
   }
   const config = input;
   const problems: ConfigProblem[] = [];
@@ -204,14 +190,4 @@ function stripFor(option: GatewayRoute['stripPrefix'], path: string): number | u
   const dynamic = segments.findIndex((segment) => segment.includes(':') || segment.includes('*'));
   const count = dynamic === -1 ? segments.length : dynamic;
   return count === 0 ? undefined : count;
-}
-
-function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
-  const seen = new Set<string>();
-  return problems.filter((p) => {
-    const key = `${p.path}\n${p.message}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
 }

@@ -1,5 +1,5 @@
 import type { AuditRecorder, Clock } from '../kernel/index.js';
-import type { OAuth2Tokens, SecretStore } from '../secrets/index.js';
+import { secretValue, type OAuth2Tokens, type SecretStore } from '../secrets/index.js';
 import type { SecretValues } from './policies/index.js';
 
 const CACHE_MS = 30_000;
@@ -29,13 +29,12 @@ export class GatewaySecretValues implements SecretValues {
   }
 
   private async read(key: string, tenant: string, name: string): Promise<string> {
-    const revealed = await this.secrets.reveal(tenant, name);
-    const value = typeof revealed === 'string' ? revealed : await this.oauth2.accessToken(tenant, name);
+    const { value, expiring } = await secretValue(this.secrets, this.oauth2, tenant, name);
     this.audit.record({ action: 'secrets.read', tenant, actor: 'gateway', outcome: 'success', target: `secret:${name}`, details: { component: 'gateway' } });
     if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
     // An oauth2 access token may expire sooner; OAuth2Tokens refreshes it early, and a
     // shorter cache keeps the gateway's copy within its lifetime.
-    this.cache.set(key, { value, until: this.clock.now() + (typeof revealed === 'string' ? CACHE_MS : CACHE_MS / 3) });
+    this.cache.set(key, { value, until: this.clock.now() + (expiring ? CACHE_MS / 3 : CACHE_MS) });
     return value;
   }
 }

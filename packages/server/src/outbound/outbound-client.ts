@@ -9,6 +9,8 @@ export interface OutboundRequest {
   readonly method: string;
   readonly headers?: Record<string, string>;
   readonly body?: string;
+  /** Aborting it destroys the request; the promise rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface OutboundResponse {
@@ -52,7 +54,24 @@ export class OutboundClient {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (isIP(host) !== 0 && !this.policy.permits(host)) throw refused(url.origin, 'the address is in a private, loopback or reserved network');
     const client = url.protocol === 'https:' ? https : http;
-    return new Promise<OutboundResponse>((resolve, reject) => {
+    const { signal } = init;
+    signal?.throwIfAborted();
+    return new Promise<OutboundResponse>((resolveRequest, rejectRequest) => {
+      // Settled once: by the answer, by an error, or by the caller's abort, whichever is first.
+      const onAbort = (): void => {
+        // The signal's reason: an AbortError, or whatever the caller aborted with.
+        reject(signal?.reason instanceof Error ? signal.reason : new DOMException('The request was aborted.', 'AbortError'));
+        req.destroy();
+      };
+      const resolve = (response: OutboundResponse): void => {
+        signal?.removeEventListener('abort', onAbort);
+        resolveRequest(response);
+      };
+      const reject = (error: Error): void => {
+        signal?.removeEventListener('abort', onAbort);
+        rejectRequest(error);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       const req = client.request(url, { method: init.method, headers: init.headers, lookup: this.lookup(url.origin), timeout: this.timeoutMs }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;

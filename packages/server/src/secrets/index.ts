@@ -10,3 +10,4 @@ export { secretsMigrations, type SecretsTables } from './secrets.migrations.js';
 export { createSecrets, type Secrets, type CreateSecretsOptions } from './create-secrets.js';
 export { OAuth2Tokens } from './oauth2-tokens.js';
 export { createTextSealer, PLATFORM_KEYS, type TextSealer } from './key-sealer.js';
+export { secretValue } from './secret-value.js';
