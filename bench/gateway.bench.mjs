@@ -5,6 +5,8 @@
 //   - nginx as a reverse proxy with keepalive to the upstream (skipped, with a note, when it
 //     is missing and cannot be installed);
 //   - fastify + @fastify/http-proxy and fast-gateway, no auth;
+//   - raw: a plain node:http server forwarding through an undici Pool, no policies (what a
+//     Node proxy can do at best on this machine: the ceiling Flowgate is compared with);
 //   - Flowgate with a route whose only policy is `auth: {type: none}`, and with a route that
 //     takes a JWT (ES256, verified then cached), requires a scope, and propagates traceparent
 //     (metrics are always on).
@@ -21,7 +23,8 @@
 // its results to the temp dir instead of bench/results),
 // BENCH_EXTRA=0 (skips the two extra Flowgate rows: access log off, and log level info),
 // BENCH_PROFILE=1 (a CPU profile of Flowgate's secured measured run, through node:inspector:
-// prints where the time goes and keeps the .cpuprofile in the temp dir),
+// prints where the time goes and keeps the .cpuprofile in the temp dir; or a comma-separated
+// list of targets to profile, among raw and the flowgate-* rows),
 // BENCH_QUIET_WAIT (s, 120): before each measured run, wait up to this long for the rest of
 // the machine to be idle (other sessions' tests); BENCH_RETRIES (2): a run during which the
 // rest of the machine kept more than 0.3 cores busy is done again, up to this many times, and
@@ -58,6 +61,9 @@ switch (ROLE) {
     break;
   case 'fast-gateway':
     await runFastGateway();
+    break;
+  case 'raw':
+    await runRawProxy();
     break;
   case 'flowgate':
     await runFlowgate();
@@ -106,6 +112,54 @@ async function runFastifyProxy() {
   ready(app.server.address().port, () => app.close());
 }
 
+/**
+ * The ceiling for a Node proxy: a plain node:http server forwarding through an undici Pool
+ * (its dispatch API, so no stream or promise per request), no policy, no header rewriting
+ * beyond dropping hop-by-hop fields. What Flowgate does on top of it is what it costs.
+ */
+async function runRawProxy() {
+  const { Pool } = await import('undici');
+  const pool = new Pool(process.env.BENCH_UPSTREAM, { keepAliveTimeout: 30_000 });
+  const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'proxy-connection', 'te', 'upgrade', 'trailer']);
+  const server = http.createServer((req, res) => {
+    const raw = req.rawHeaders;
+    const headers = [];
+    for (let i = 0; i < raw.length; i += 2) if (!HOP.has(raw[i].toLowerCase())) headers.push(raw[i], raw[i + 1]);
+    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    pool.dispatch(
+      { method: req.method, path: req.url.startsWith('/open/') ? req.url.slice(5) : req.url, headers, body: hasBody ? req : null },
+      {
+        onRequestStart() {},
+        onResponseStart(_c, status, upstreamHeaders) {
+          const out = {};
+          for (const name in upstreamHeaders) if (!HOP.has(name)) out[name] = upstreamHeaders[name];
+          res.writeHead(status, out);
+        },
+        onResponseData(_c, chunk) {
+          res.write(chunk);
+        },
+        onResponseEnd() {
+          res.end();
+        },
+        onResponseError(_c, err) {
+          if (res.headersSent) res.destroy(err);
+          else {
+            res.statusCode = 502;
+            res.end();
+          }
+        },
+      },
+    );
+  });
+  server.keepAliveTimeout = 72_000;
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  answerProfiling();
+  ready(server.address().port, async () => {
+    server.close();
+    await pool.close();
+  });
+}
+
 async function runFastGateway() {
   const { default: gateway } = await import('fast-gateway');
   const service = gateway({ routes: [{ prefix: '/open', target: process.env.BENCH_UPSTREAM }] });
@@ -119,13 +173,22 @@ async function runFlowgate() {
   const config = loadConfig({ env: process.env, cwd: process.env.BENCH_CWD });
   const flowgate = await createFlowgate(config, { announce: () => undefined });
   const url = await flowgate.listen();
-  let session;
-  const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
-  process.on('message', async (m) => {
+  process.on('message', (m) => {
     if (m?.type === 'memory') {
       if (m.gc && typeof globalThis.gc === 'function') globalThis.gc();
       process.send({ type: 'memory', id: m.id, usage: process.memoryUsage() });
-    } else if (m?.type === 'profile-start') {
+    }
+  });
+  answerProfiling();
+  ready(Number(new URL(url).port), () => flowgate.close());
+}
+
+/** Lets the orchestrator take a CPU profile of this process (node:inspector) around a measured run. */
+function answerProfiling() {
+  let session;
+  const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
+  process.on('message', async (m) => {
+    if (m?.type === 'profile-start') {
       // The CPU profile covers the measured run only (not start-up or warm-up).
       const { Session } = await import('node:inspector');
       session = new Session();
@@ -136,13 +199,11 @@ async function runFlowgate() {
       process.send({ type: 'profile', id: m.id });
     } else if (m?.type === 'profile-stop') {
       const { profile } = await post('Profiler.stop');
-      const { writeFileSync: write } = await import('node:fs');
-      write(m.file, JSON.stringify(profile));
+      writeFileSync(m.file, JSON.stringify(profile));
       session.disconnect();
       process.send({ type: 'profile', id: m.id });
     }
   });
-  ready(Number(new URL(url).port), () => flowgate.close());
 }
 
 // --- Orchestrator ---------------------------------------------------------------------
@@ -161,7 +222,7 @@ async function main() {
   const RATE_SECONDS = num('BENCH_RATE_SECONDS', 5);
   const ROUNDS = Math.max(1, Math.floor(num('BENCH_ROUNDS', 1)));
   const EXTRA = process.env.BENCH_EXTRA !== '0';
-  const PROFILE = process.env.BENCH_PROFILE === '1';
+  const PROFILED = process.env.BENCH_PROFILE === '1' ? ['flowgate-secured'] : (process.env.BENCH_PROFILE?.split(',').map((t) => t.trim()).filter((t) => t && t !== '0') ?? []);
   const QUIET_WAIT = num('BENCH_QUIET_WAIT', 120);
   const QUIET_CORES = 0.25;
   const RETRIES = Math.floor(num('BENCH_RETRIES', 2));
@@ -603,16 +664,22 @@ http {
     { name: 'direct', label: 'upstream direct (baseline)', path: '/hello', start: async () => ({ port: upstream.port, pid: upstream.pid, withChildren: false, stop: async () => undefined }), isUpstream: true },
     ...(nginx.skipped ? [] : [{ name: 'nginx', label: `nginx ${nginx.version} (keepalive 64, 1 worker)`, path: '/open/hello', start: startNginx }]),
     { name: 'fastify-http-proxy', label: `fastify ${version('fastify')} + @fastify/http-proxy ${version('@fastify/http-proxy')}`, path: '/open/hello', start: forked('fastify') },
+    { name: 'raw', label: 'raw node:http + undici Pool (dispatch), no policies (the ceiling)', path: '/open/hello', start: forked('raw') },
     { name: 'fast-gateway', label: `fast-gateway ${version('fast-gateway')}`, path: '/open/hello', start: forked('fast-gateway') },
     { name: 'flowgate-open', label: 'Flowgate, auth none only', path: '/open/hello', start: () => startFlowgate(), flowgate: 'open' },
-    { name: 'flowgate-secured', label: 'Flowgate, JWT ES256 + scope + traceparent + metrics', path: '/secured/hello', start: () => startFlowgate(), flowgate: 'secured', profile: PROFILE },
+    { name: 'flowgate-secured', label: 'Flowgate, JWT ES256 + scope + traceparent + metrics', path: '/secured/hello', start: () => startFlowgate(), flowgate: 'secured' },
     ...(EXTRA
       ? [
           { name: 'flowgate-secured-no-access-log', label: 'Flowgate secured, FLOWGATE_GATEWAY_ACCESS_LOG=false', path: '/secured/hello', start: () => startFlowgate({ FLOWGATE_GATEWAY_ACCESS_LOG: 'false' }), flowgate: 'secured' },
           { name: 'flowgate-secured-info-log', label: 'Flowgate secured, FLOWGATE_LOG_LEVEL=info (access log written)', path: '/secured/hello', start: () => startFlowgate({ FLOWGATE_LOG_LEVEL: 'info' }), flowgate: 'secured' },
         ]
       : []),
-  ].filter((t) => !ONLY || ONLY.includes(t.name));
+  ]
+    .filter((t) => !ONLY || ONLY.includes(t.name))
+    .map((t) => ({ ...t, profile: PROFILED.includes(t.name) }));
+  for (const name of PROFILED) {
+    if (!['raw', 'flowgate-open', 'flowgate-secured', 'flowgate-secured-no-access-log', 'flowgate-secured-info-log'].includes(name)) throw new Error(`BENCH_PROFILE: ${name} cannot be profiled (raw and flowgate-* rows can)`);
+  }
   const PARTIAL = !!ONLY;
 
   async function scrapeMetrics() {
@@ -841,6 +908,9 @@ http {
   }
   const direct = rows.direct;
   for (const row of Object.values(rows)) {
+    // Throughput against the proxies of the issue's target and the raw ceiling, same run.
+    if (rows['fastify-http-proxy']) row.ratioToFastifyHttpProxy = round(row.reqPerSec / rows['fastify-http-proxy'].reqPerSec, 3);
+    if (rows.raw) row.ratioToRaw = round(row.reqPerSec / rows.raw.reqPerSec, 3);
     if (!direct || row === direct) continue;
     row.ratioToDirect = round(row.reqPerSec / direct.reqPerSec, 3);
     row.addedP50Ms = round(row.p50Ms - direct.p50Ms, 3);
@@ -874,7 +944,12 @@ http {
   const fastify = rows['fastify-http-proxy'];
   if (secured && fastify) {
     const ratio = secured.reqPerSec / fastify.reqPerSec;
-    requirements.securedVsFastifyHttpProxy = { target: '≥ 1.3× fastify-http-proxy req/s', ratio: round(ratio, 3), pass: ratio >= 1.3 };
+    requirements.securedVsFastifyHttpProxy = {
+      target: '≥ 1.3× fastify-http-proxy req/s',
+      ratio: round(ratio, 3),
+      pass: ratio >= 1.3,
+      rawVsFastifyHttpProxy: rows.raw ? round(rows.raw.reqPerSec / fastify.reqPerSec, 3) : null,
+    };
   }
   if (secured && direct) {
     requirements.addedP99OverDirect = {
@@ -895,23 +970,27 @@ http {
     };
   }
 
-  // Profile summary: self time by function, from the .cpuprofile of the secured run.
-  let profile;
-  const profileFiles = Object.values(runs).flatMap((list) => list.map((r) => r.profileFile).filter(Boolean));
-  if (profileFiles.length > 0) {
-    profile = summarizeProfiles(profileFiles);
+  // Profile summaries: self time by function, from the .cpuprofile of each profiled target.
+  const profiles = {};
+  for (const [name, list] of Object.entries(runs)) {
+    const files = list.map((r) => r.profileFile).filter(Boolean);
+    if (files.length === 0) continue;
+    const profile = summarizeProfiles(files);
     // Kept outside the temp dir, to open in Chrome DevTools or speedscope.
-    profile.saved = join(os.tmpdir(), `flowgate-gateway-secured-${Date.now()}.cpuprofile`);
-    writeFileSync(profile.saved, readFileSync(profileFiles[0]));
+    profile.saved = join(os.tmpdir(), `${name.startsWith('flowgate') ? '' : 'flowgate-gateway-'}${name}-${Date.now()}.cpuprofile`);
+    writeFileSync(profile.saved, readFileSync(files[0]));
+    profiles[name] = profile;
   }
 
   const fmt = (v, d = 0) => (v === null || v === undefined ? '—' : v.toFixed(d));
-  const table = [['target', 'req/s', '× direct', 'p50 ms', 'p99 ms', '+p99 ms', 'failed', 'CPU µs/req', `p50/p99 ms @${RATE}/s`, '+p99 @rate']];
+  const table = [['target', 'req/s', '× direct', '× fastify', '× raw', 'p50 ms', 'p99 ms', '+p99 ms', 'failed', 'CPU µs/req', `p50/p99 ms @${RATE}/s`, '+p99 @rate']];
   for (const [name, row] of Object.entries(rows)) {
     table.push([
       name,
       fmt(row.reqPerSec),
       row === direct ? '1.00' : fmt(row.ratioToDirect, 2),
+      fmt(row.ratioToFastifyHttpProxy, 2),
+      fmt(row.ratioToRaw, 2),
       fmt(row.p50Ms, 2),
       fmt(row.p99Ms, 2),
       row === direct ? '' : fmt(row.addedP99Ms, 2),
@@ -936,13 +1015,13 @@ http {
   }
   console.log('\nissue targets:');
   for (const [name, req] of Object.entries(requirements)) {
-    const detail = name === 'securedVsFastifyHttpProxy' ? `${req.ratio}×` : name === 'addedP99OverDirect' ? `+${req.addedP99Ms} ms (at ${RATE} req/s: +${req.atFixedRate?.addedP99Ms ?? '—'} ms)` : `RSS ${req.rssMb.start} → ${req.rssMb.end} MB, max ${req.rssMb.max}, slope ${req.rssMb.slopePerMin} MB/min (the heap's sawtooth); outside the heap ${req.rssOutsideHeapMb.secondQuarterMb} → ${req.rssOutsideHeapMb.lastQuarterMb} MB; live heap after a full GC ${req.heapAfterGcGrowthMb >= 0 ? '+' : ''}${req.heapAfterGcGrowthMb} MB`;
+    const detail = name === 'securedVsFastifyHttpProxy' ? `${req.ratio}×${req.rawVsFastifyHttpProxy === null ? '' : ` (raw node:http + undici: ${req.rawVsFastifyHttpProxy}×)`}` : name === 'addedP99OverDirect' ? `+${req.addedP99Ms} ms (at ${RATE} req/s: +${req.atFixedRate?.addedP99Ms ?? '—'} ms)` : `RSS ${req.rssMb.start} → ${req.rssMb.end} MB, max ${req.rssMb.max}, slope ${req.rssMb.slopePerMin} MB/min (the heap's sawtooth); outside the heap ${req.rssOutsideHeapMb.secondQuarterMb} → ${req.rssOutsideHeapMb.lastQuarterMb} MB; live heap after a full GC ${req.heapAfterGcGrowthMb >= 0 ? '+' : ''}${req.heapAfterGcGrowthMb} MB`;
     console.log(`  ${req.pass ? 'PASS' : 'MISS'}  ${req.target}: ${detail}`);
   }
   for (const note of notes) console.log(`note: ${note}`);
-  if (profile) {
+  for (const [name, profile] of Object.entries(profiles)) {
     const short = (name) => name.replace(/ packages\/server\/dist\//, ' ').replace(/ node_modules\//, ' ');
-    console.log(`\nFlowgate secured run, CPU profile (${fmt(profile.busySeconds, 1)} s busy, idle left out; the file: ${profile.saved}):`);
+    console.log(`\n${name} run, CPU profile (${fmt(profile.busySeconds, 1)} s busy, idle left out; the file: ${profile.saved}):`);
     console.log('self time by function (top 25), and the nearest Flowgate caller:');
     for (const f of profile.topFunctions.slice(0, 25)) console.log(`  ${fmt(f.percent, 1).padStart(5)}%  ${short(f.name)}   <- ${f.via.map((v) => `${short(v.caller)} ${fmt(v.percent, 1)}%`).join(', ')}`);
     console.log('by origin:');
@@ -972,7 +1051,10 @@ http {
     nginx: nginx.skipped ? { skipped: nginx.skipped } : { version: nginx.version, workerProcesses: 1, upstreamKeepalive: 64, accessLog: 'off' },
     flowgate: { logLevel: 'warn', accessLog: 'default (on; info lines, so not written at warn)', processEach: 'a fresh process per row, same data dir and port', execArgv: '--expose-gc (used only by the memory phase)' },
   };
-  const result = { date: machine.date, machine, settings, valid, problems, rows, requirements, memory, notes, ...(profile ? { profile: { busySeconds: profile.busySeconds, topFunctions: profile.topFunctions.slice(0, 40), byOrigin: profile.byOrigin, flowgateInclusive: profile.flowgateInclusive.slice(0, 40) } } : {}) };
+  const result = { date: machine.date, machine, settings, valid, problems, rows, requirements, memory, notes, ...(Object.keys(profiles).length > 0
+      ? { profiles: Object.fromEntries(Object.entries(profiles).map(([name, p]) => [name, { busySeconds: p.busySeconds, topFunctions: p.topFunctions.slice(0, 40), byOrigin: p.byOrigin, flowgateInclusive: p.flowgateInclusive.slice(0, 40) }])) }
+      : {}),
+  };
   if (PARTIAL) {
     const partial = join(os.tmpdir(), 'flowgate-gateway-bench-partial.json');
     writeFileSync(partial, `${JSON.stringify(result, null, 2)}\n`);

@@ -14,10 +14,18 @@ export function isHopByHop(name: string): boolean {
  * answered 100-continue itself).
  */
 const NOT_FORWARDED = new Set(['host', 'authorization', 'x-api-key', 'expect', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'traceparent', 'x-request-id']);
+/** Both, for one lookup per header on the hot path. */
+const NOT_SENT_UPSTREAM = new Set([...HOP_BY_HOP, ...NOT_FORWARDED]);
+const NO_TOKENS: readonly string[] = [];
 
 /** Names listed in a Connection header: also connection-specific (RFC 9110 §7.6.1). */
-function connectionTokens(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
+function connectionTokens(value: string | string[] | undefined): readonly string[] {
+  if (value === undefined) return NO_TOKENS;
+  if (typeof value === 'string' && !value.includes(',')) {
+    // One token, nearly always `keep-alive` or `close`: no list to build.
+    const token = value.trim().toLowerCase();
+    return token === '' || token === 'close' || token === 'keep-alive' ? NO_TOKENS : [token];
+  }
   return (Array.isArray(value) ? value.join(',') : value)
     .split(',')
     .map((token) => token.trim().toLowerCase())
@@ -42,10 +50,11 @@ export function upstreamHeaders(incoming: IncomingHttpHeaders, facts: ForwardedF
   const dropped = connectionTokens(incoming.connection);
   const out: HeaderMap = {};
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || NOT_FORWARDED.has(name)) continue;
+    // Skipped rather than deleted afterwards: `delete` would turn the object into a slow
+    // dictionary, which undici then walks on every request.
+    if (NOT_SENT_UPSTREAM.has(name) || (dropped.length > 0 && dropped.includes(name))) continue;
     out[name] = incoming[name];
   }
-  for (const name of dropped) delete out[name];
   const forFor = facts.clientIp.includes(':') ? `"[${facts.clientIp}]"` : facts.clientIp;
   const forwarded = `for=${forFor};proto=${facts.proto}${facts.host ? `;host="${facts.host.replaceAll('"', '')}"` : ''}`;
   out.forwarded = incoming.forwarded ? `${incoming.forwarded}, ${forwarded}` : forwarded;
@@ -63,10 +72,38 @@ export function downstreamHeaders(incoming: Record<string, string | string[] | u
   const dropped = connectionTokens(incoming.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || (dropped.length > 0 && dropped.includes(name))) continue;
     const value = incoming[name];
     if (value !== undefined) out[name] = value;
   }
-  for (const name of dropped) delete out[name];
+  return out;
+}
+
+/**
+ * The same, from the raw header list undici hands its handlers (names and values as
+ * bytes, in the order received): what undici's own parsing and then
+ * {@link downstreamHeaders} would make, built in one pass.
+ */
+export function downstreamHeadersFromRaw(raw: ReadonlyArray<Buffer | string>): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  let connection: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const rawName = raw[i]!;
+    const name = (typeof rawName === 'string' ? rawName : rawName.toString('latin1')).toLowerCase();
+    const rawValue = raw[i + 1]!;
+    const value = typeof rawValue === 'string' ? rawValue : rawValue.toString('latin1');
+    if (name === 'connection') (connection ??= []).push(value);
+    // A header named __proto__ never reached the client before either (the object's setter ate it).
+    if (HOP_BY_HOP.has(name) || name === '__proto__') continue;
+    let previous = out[name];
+    // Names such as `constructor` find Object.prototype's member: not a header seen before.
+    if (previous !== undefined && !Object.hasOwn(out, name)) previous = undefined;
+    if (previous === undefined) out[name] = value;
+    else if (Array.isArray(previous)) previous.push(value);
+    else out[name] = [String(previous), value];
+  }
+  if (connection !== undefined) {
+    for (const name of connectionTokens(connection.length === 1 ? connection[0] : connection)) delete out[name];
+  }
   return out;
 }

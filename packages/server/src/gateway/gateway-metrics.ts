@@ -1,15 +1,20 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
+/** One route's children, found by method then status: no label string is built per request. */
+interface RouteChildren {
+  readonly timer: Histogram.Internal<'route'>;
+  readonly counters: Map<string, Map<number, Counter.Internal>>;
+}
+
 /**
- * Per-route gateway metrics. Children are cached per label set: the hot path does a Map
- * lookup instead of prom-client's label hashing.
+ * Per-route gateway metrics. Children are cached per label set: the hot path does Map
+ * lookups on strings it already has instead of prom-client's label hashing.
  */
 export class GatewayMetrics {
   private readonly requests: Counter<'route' | 'method' | 'status'>;
   private readonly duration: Histogram<'route'>;
   private readonly health: Gauge<'service' | 'target'>;
-  private readonly counters = new Map<string, Counter.Internal>();
-  private readonly timers = new Map<string, Histogram.Internal<'route'>>();
+  private readonly routes = new Map<string, RouteChildren>();
 
   constructor(registry: Registry) {
     this.requests = new Counter({
@@ -34,19 +39,23 @@ export class GatewayMetrics {
   }
 
   observe(route: string, method: string, status: number, seconds: number): void {
-    const key = `${route} ${method} ${status}`;
-    let counter = this.counters.get(key);
+    let children = this.routes.get(route);
+    if (!children) {
+      children = { timer: this.duration.labels(route), counters: new Map() };
+      this.routes.set(route, children);
+    }
+    let byStatus = children.counters.get(method);
+    if (!byStatus) {
+      byStatus = new Map();
+      children.counters.set(method, byStatus);
+    }
+    let counter = byStatus.get(status);
     if (!counter) {
       counter = this.requests.labels(route, method, String(status));
-      this.counters.set(key, counter);
+      byStatus.set(status, counter);
     }
     counter.inc();
-    let timer = this.timers.get(route);
-    if (!timer) {
-      timer = this.duration.labels(route);
-      this.timers.set(route, timer);
-    }
-    timer.observe(seconds);
+    children.timer.observe(seconds);
   }
 
   upstreamHealth(service: string, target: string, healthy: boolean): void {

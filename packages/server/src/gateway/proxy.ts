@@ -4,10 +4,10 @@ import { request as httpRequest, type IncomingMessage, type ServerResponse } fro
 import { request as httpsRequest } from 'node:https';
 import { Transform, type Duplex, type Readable } from 'node:stream';
 import type { AuditRecorder } from '../kernel/index.js';
-import { formatTraceparent, startSpan, type Logger, type SpanSink } from '../observability/index.js';
+import { formatTraceparent, NO_SPANS, startSpan, type Logger, type SpanSink } from '../observability/index.js';
 import type { RouteMatch } from './compile.js';
 import type { GatewayExchange } from './exchange.js';
-import { downstreamHeaders, upstreamHeaders } from './forwarding-headers.js';
+import { downstreamHeaders, downstreamHeadersFromRaw, upstreamHeaders } from './forwarding-headers.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
 import type { Target, Upstream } from './upstream.js';
 
@@ -65,6 +65,7 @@ export async function serveRoute(
   const requestId = incomingId !== undefined && REQUEST_ID.test(incomingId) ? incomingId : trace.traceId;
   const clientIp = req.socket.remoteAddress ?? '';
   const route = match.route;
+  const traceparent = formatTraceparent(trace);
   const exchange: GatewayExchange = {
     req,
     res,
@@ -80,10 +81,10 @@ export async function serveRoute(
       clientIp,
       proto: 'encrypted' in req.socket ? 'https' : 'http',
       host: req.headers.host,
-      traceparent: formatTraceparent(trace),
+      traceparent,
       requestId,
     }),
-    responseHeaders: { 'x-request-id': requestId, 'x-trace-id': trace.traceId, traceresponse: formatTraceparent(trace) },
+    responseHeaders: { 'x-request-id': requestId, 'x-trace-id': trace.traceId, traceresponse: traceparent },
     maxBodyBytes: undefined,
     responseHeaderEdits: [],
   };
@@ -140,58 +141,85 @@ async function forward(exchange: GatewayExchange, match: RouteMatch, upstream: U
  * caller may try another target); a failure mid-answer cuts the response off.
  */
 function relay(exchange: GatewayExchange, target: Target, path: string, body: Readable | null): Promise<void> {
-  const { res } = exchange;
   return new Promise<void>((resolve, reject) => {
-    let controller: Dispatcher.DispatchController | undefined;
-    let answering = false;
-    const clientGone = () => {
-      if (!res.writableFinished) controller?.abort(new Error('the client closed the connection'));
-    };
-    const drained = () => controller?.resume();
-    res.once('close', clientGone);
-    const settle = () => {
-      res.off('close', clientGone);
-      res.off('drain', drained);
-    };
-    target.pool.dispatch(
-      { method: exchange.method, path, headers: exchange.upstreamHeaders as Record<string, string>, body },
-      {
-        onRequestStart(started) {
-          controller = started;
-          if (res.destroyed) started.abort(new Error('the client closed the connection'));
-        },
-        onResponseStart(_controller, statusCode, upstreamHeaders) {
-          answering = true;
-          const headers = downstreamHeaders(upstreamHeaders);
-          for (const edit of exchange.responseHeaderEdits) edit(headers as Record<string, string>);
-          Object.assign(headers, exchange.responseHeaders);
-          res.writeHead(statusCode, headers);
-        },
-        onResponseData(flow, chunk) {
-          if (!res.write(chunk)) {
-            flow.pause();
-            res.once('drain', drained);
-          }
-        },
-        onResponseEnd() {
-          settle();
-          res.end();
-          resolve();
-        },
-        onResponseError(_controller, error) {
-          settle();
-          if (!answering) {
-            reject(error);
-            return;
-          }
-          // The upstream broke mid-answer (or the client left): it cannot be repaired, only
-          // cut off; the access log records the status already sent.
-          res.destroy();
-          resolve();
-        },
-      },
-    );
+    target.pool.dispatch({ method: exchange.method, path, headers: exchange.upstreamHeaders as Record<string, string>, body }, new Relay(exchange, resolve, reject));
   });
+}
+
+/**
+ * The dispatch handler of one request: a class rather than an object literal of closures,
+ * so a request allocates one object here plus one listener for the client leaving. It
+ * implements undici's original handler interface (onConnect, onHeaders, onData...):
+ * undici runs on it internally, and a handler of the newer interface is wrapped per
+ * request in an adapter that also parses the answer's headers into an object, which
+ * {@link downstreamHeadersFromRaw} does here in the same pass that filters them.
+ */
+class Relay implements Dispatcher.DispatchHandler {
+  private readonly res: ServerResponse;
+  private abort: ((err?: Error) => void) | undefined;
+  private resume: (() => void) | undefined;
+  private answering = false;
+  private drained: (() => void) | undefined;
+  private readonly clientGone = (): void => {
+    if (!this.res.writableFinished) this.abort?.(new Error('the client closed the connection'));
+  };
+
+  constructor(
+    private readonly exchange: GatewayExchange,
+    private readonly resolve: () => void,
+    private readonly reject: (err: unknown) => void,
+  ) {
+    this.res = exchange.res;
+    this.res.on('close', this.clientGone);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.res.destroyed) abort(new Error('the client closed the connection'));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    this.answering = true;
+    this.resume = resume;
+    const exchange = this.exchange;
+    const headers = downstreamHeadersFromRaw(rawHeaders);
+    const edits = exchange.responseHeaderEdits;
+    for (let i = 0; i < edits.length; i++) edits[i]!(headers as Record<string, string>);
+    Object.assign(headers, exchange.responseHeaders);
+    this.res.writeHead(statusCode, headers);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    // Made on the first backpressure only: most answers never need it.
+    this.drained ??= () => this.resume?.();
+    this.res.once('drain', this.drained);
+    return false;
+  }
+
+  onComplete(): void {
+    this.settle();
+    this.res.end();
+    this.resolve();
+  }
+
+  onError(error: Error): void {
+    this.settle();
+    if (!this.answering) {
+      this.reject(error);
+      return;
+    }
+    // The upstream broke mid-answer (or the client left): it cannot be repaired, only
+    // cut off; the access log records the status already sent.
+    this.res.destroy();
+    this.resolve();
+  }
+
+  private settle(): void {
+    this.res.removeListener('close', this.clientGone);
+    if (this.drained) this.res.removeListener('drain', this.drained);
+  }
 }
 
 /** The client's side of an `Upgrade` request: its socket and what it sent after the head. */
@@ -350,16 +378,20 @@ function finish(exchange: GatewayExchange, started: number, deps: ProxyDeps): vo
   const seconds = (ended - started) / 1000;
   const status = exchange.res.statusCode;
   deps.metrics.observe(exchange.route.name, exchange.method, status, seconds);
-  const origin = performance.timeOrigin;
-  deps.spans.record({
-    trace: exchange.trace,
-    name: `gateway ${exchange.route.name}`,
-    startMs: origin + started,
-    endMs: origin + ended,
-    attributes: { 'http.request.method': exchange.method, 'http.route': exchange.route.name, 'url.path': exchange.path, 'http.response.status_code': status },
-    error: status >= 500,
-  });
-  if (deps.accessLog) {
+  // Without a collector there is nowhere for a span to go: none is built.
+  if (deps.spans !== NO_SPANS) {
+    const origin = performance.timeOrigin;
+    deps.spans.record({
+      trace: exchange.trace,
+      name: `gateway ${exchange.route.name}`,
+      startMs: origin + started,
+      endMs: origin + ended,
+      attributes: { 'http.request.method': exchange.method, 'http.route': exchange.route.name, 'url.path': exchange.path, 'http.response.status_code': status },
+      error: status >= 500,
+    });
+  }
+  // Checked first: at a level above info the line's fields would be built for nothing.
+  if (deps.accessLog && deps.logger.isLevelEnabled('info')) {
     deps.logger.info(
       { traceId: exchange.trace.traceId, method: exchange.method, route: `gateway:${exchange.route.name}`, status, ms: Math.round(seconds * 10_000) / 10 },
       'request',

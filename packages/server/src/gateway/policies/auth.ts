@@ -11,6 +11,14 @@ const REALM = 'Bearer realm="flowgate"';
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
 /**
+ * The last Authorization header seen on each connection and the token in it. A client
+ * sends the same header on every request of a kept-alive connection: comparing it with
+ * the last one is cheaper than parsing it again, and the token string found then has its
+ * hash cached, so the credential cache's lookup does not hash a ~600-character key anew.
+ */
+const lastBearer = new WeakMap<object, { readonly header: string; readonly token: string }>();
+
+/**
  * `auth`: who is calling. `none` lets anyone through (an explicit choice: a route
  * without any auth policy is refused when applied); `jwt` takes Flowgate's own tokens and
  * those of the trusted external issuers, verified once and then served from a cache until
@@ -64,8 +72,17 @@ function jwtStep(issuers: (() => ReadonlySet<string>) | undefined, deps: PolicyD
     if (header === undefined) {
       throw new FlowgateError('FLOWGATE_ERR_AUTH_TOKEN_MISSING', 'This route needs a bearer token: Authorization: Bearer <token>.', { headers: { 'www-authenticate': REALM } });
     }
-    const match = BEARER.exec(header);
-    if (!match?.[1]) throw challenge(new FlowgateError('FLOWGATE_ERR_AUTH_TOKEN_INVALID', 'The Authorization header must be "Bearer <token>".'));
+    const connection = exchange.req.socket;
+    let token: string;
+    const last = lastBearer.get(connection);
+    if (last !== undefined && last.header === header) {
+      token = last.token;
+    } else {
+      const match = BEARER.exec(header);
+      if (!match?.[1]) throw challenge(new FlowgateError('FLOWGATE_ERR_AUTH_TOKEN_INVALID', 'The Authorization header must be "Bearer <token>".'));
+      token = match[1];
+      lastBearer.set(connection, { header, token });
+    }
     const accept = (principal: Principal) => {
       if (issuers && !issuers().has(principal.issuer)) {
         throw challenge(new FlowgateError('FLOWGATE_ERR_AUTH_TOKEN_INVALID', 'This route does not accept tokens of that issuer.'));
@@ -74,7 +91,7 @@ function jwtStep(issuers: (() => ReadonlySet<string>) | undefined, deps: PolicyD
     };
     let verified: Principal | Promise<Principal>;
     try {
-      verified = deps.credentials.verifyToken(match[1]);
+      verified = deps.credentials.verifyToken(token);
     } catch (err) {
       throw challenge(err);
     }
