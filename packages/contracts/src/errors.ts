@@ -279,6 +279,38 @@ export const ERROR_CATALOGUE = {
     family: 'operational',
   },
 
+  // --- Flows ---------------------------------------------------------------------------
+  FLOWGATE_ERR_FLOW_INVALID: {
+    status: 400,
+    title: 'The flow definition is not valid.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_FLOW_STATUS_CONFLICT: {
+    status: 409,
+    title: "The flow's current status does not allow this.",
+    family: 'user',
+  },
+  FLOWGATE_ERR_FLOW_INPUT_INVALID: {
+    status: 422,
+    title: "The input does not match the flow's input schema.",
+    family: 'user',
+  },
+  FLOWGATE_ERR_WEBHOOK_SIGNATURE: {
+    status: 401,
+    title: 'The webhook signature is missing, wrong, too old or was used before.',
+    family: 'user',
+  },
+  FLOWGATE_ERR_WEBHOOK_TIMEOUT: {
+    status: 504,
+    title: 'The flow did not answer in time; the execution goes on.',
+    family: 'operational',
+  },
+  FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT: {
+    status: 409,
+    title: "The execution's current status does not allow this.",
+    family: 'user',
+  },
+
   // --- Configuration (reported at start, never over HTTP) ----------------------------
   FLOWGATE_ERR_CONFIG_INVALID: {
     status: 500,

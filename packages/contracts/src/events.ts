@@ -52,12 +52,16 @@ export function isSystemTopic(name: string): boolean {
   return name.startsWith('_');
 }
 
+/** Topic families only Flowgate writes: the audit log and the flow and execution lifecycles. */
+const RESERVED_FAMILIES = ['audit', 'flow', 'execution'] as const;
+
 /**
- * Whether only Flowgate may publish to a topic: its own (`_…`) and the audit topics
- * (`audit.…`), which a tenant may read but never write, so it cannot forge its audit log.
+ * Whether only Flowgate may publish to a topic: its own (`_…`), the audit topics
+ * (`audit.…`) and the lifecycle topics (`flow.…`, `execution.…`). A tenant may read them
+ * but never write them, so it can neither forge its audit log nor fake a flow's start.
  */
 export function isReservedTopic(name: string): boolean {
-  return isSystemTopic(name) || name === 'audit' || name.startsWith('audit.');
+  return isSystemTopic(name) || RESERVED_FAMILIES.some((family) => name === family || name.startsWith(`${family}.`));
 }
 
 /** The dead-letter topic of a consumer group. */

@@ -10,3 +10,4 @@ export * from './bus.schemas.js';
 export * from './secrets.schemas.js';
 export * from './audit.schemas.js';
 export * from './gateway.schemas.js';
+export * from './flows.schemas.js';

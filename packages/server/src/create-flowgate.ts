@@ -2,6 +2,7 @@ import type { DestinationStream } from 'pino';
 import { AuditService, BusAuditRecorder, createCheckpointSigner, registerAuditRoutes } from './audit/index.js';
 import { createEventBus, registerBusRoutes, type EventBus } from './bus/index.js';
 import type { FlowgateConfig } from './config/index.js';
+import { createFlows, type Flows } from './flows/index.js';
 import { Gateway, registerGatewayRoutes } from './gateway/index.js';
 import { createHttpApp, registerHealthRoutes, type HttpApp } from './http/index.js';
 import { createIam, type Iam, type SecretHasher } from './iam/index.js';
@@ -36,6 +37,7 @@ export interface Flowgate {
   readonly oauth2: OAuth2Tokens;
   readonly audit: AuditService;
   readonly gateway: Gateway;
+  readonly flows: Flows;
   readonly app: HttpApp;
   readonly logger: Logger;
   /** The base URL it answers on (after {@link Flowgate.listen}). */
@@ -70,6 +72,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
   let app: HttpApp | undefined;
   let bus: EventBus | undefined;
   let gatewayRef: Gateway | undefined;
+  let flowsRef: Flows | undefined;
   try {
     const applied = await store.migrate(ALL_MIGRATIONS);
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
@@ -82,6 +85,8 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
 
     let listeningUrl: string | undefined;
     const issuer = () => config.server.publicUrl ?? listeningUrl ?? baseUrl(config.server.host, config.server.port);
+    // Flows reach gateway routes on this process's own listener, not through a public URL.
+    const issuerOrListener = () => listeningUrl ?? issuer();
 
     const iam = createIam({
       store,
@@ -115,6 +120,10 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     gatewayRef = gateway;
     await gateway.start();
 
+    const flows = await createFlows({ config, store, bus, clock, logger, audit, secrets: secrets.store, oauth2: secrets.oauth2, outbound, registry, selfUrl: issuerOrListener });
+    flowsRef = flows;
+    await flows.start();
+
     const httpApp = await createHttpApp({
       logger,
       metrics: createHttpMetrics(registry),
@@ -139,6 +148,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
     registerSecretRoutes(httpApp, { secrets: secrets.store, audit });
     registerAuditRoutes(httpApp, { audit: auditService });
     registerGatewayRoutes(httpApp, { gateway, audit });
+    await flows.registerRoutes(httpApp);
     await httpApp.ready();
 
     let closing: Promise<void> | undefined;
@@ -152,6 +162,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       oauth2: secrets.oauth2,
       audit: auditService,
       gateway,
+      flows,
       app: httpApp,
       logger,
       get url() {
@@ -175,6 +186,8 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
           const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutMs).unref());
           await Promise.race([httpApp.close(), timeout]);
           await gateway.close().catch((error: unknown) => logger.warn({ err: error }, 'gateway did not close cleanly'));
+          // Triggers stop first, then running steps finish and are recorded, before the bus and store close.
+          await flows.close().catch((error: unknown) => logger.warn({ err: error }, 'flows did not stop cleanly'));
           await spans.close();
           // Consumers stop before the store they record acks in.
           await auditService.stop().catch((error: unknown) => logger.warn({ err: error }, 'audit service did not stop cleanly'));
@@ -191,6 +204,7 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
   } catch (err) {
     await app?.close().catch(() => undefined);
     await gatewayRef?.close().catch(() => undefined);
+    await flowsRef?.close().catch(() => undefined);
     await spans.close();
     await bus?.close().catch(() => undefined);
     await store.close().catch(() => undefined);

@@ -154,6 +154,17 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    flows: Type.Object(
+      {
+        lifecycleTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000, description: 'A flow still starting or stopping after this long fails, naming the parts that did not answer' }),
+        leaseMs: Type.Integer({ minimum: 200, maximum: 3_600_000, default: 30_000, description: "How long a running step is leased: after a crash, its steps run again this long after the last renewal" }),
+        maxInFlight: Type.Integer({ minimum: 1, maximum: 10_000, default: 256, description: 'Steps one process runs at once' }),
+        pollMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 200, description: 'How often each process looks for due steps that nothing announced (retries, other processes)' }),
+        stepTimeoutMs: Type.Integer({ minimum: 1, maximum: 86_400_000, default: 60_000, description: "Step timeout for nodes and flows that set none" }),
+        componentsDir: Type.Optional(Type.String({ minLength: 1, description: 'Folder of custom components (compiled .js/.mjs modules using defineComponent), loaded at start' })),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     redis: Type.Object(
       {
         url: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis://host:port: shares gateway rate limits across instances; default: per instance' })),

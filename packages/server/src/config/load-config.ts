@@ -40,6 +40,12 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_GATEWAY_RELOAD_MS: { path: 'gateway.reloadMs', kind: 'integer' },
   FLOWGATE_GATEWAY_ACCESS_LOG: { path: 'gateway.accessLog', kind: 'boolean' },
   FLOWGATE_REDIS_URL: { path: 'redis.url', kind: 'string' },
+  FLOWGATE_FLOWS_LIFECYCLE_TIMEOUT_MS: { path: 'flows.lifecycleTimeoutMs', kind: 'integer' },
+  FLOWGATE_FLOWS_LEASE_MS: { path: 'flows.leaseMs', kind: 'integer' },
+  FLOWGATE_FLOWS_MAX_IN_FLIGHT: { path: 'flows.maxInFlight', kind: 'integer' },
+  FLOWGATE_FLOWS_POLL_MS: { path: 'flows.pollMs', kind: 'integer' },
+  FLOWGATE_FLOWS_STEP_TIMEOUT_MS: { path: 'flows.stepTimeoutMs', kind: 'integer' },
+  FLOWGATE_FLOWS_COMPONENTS_DIR: { path: 'flows.componentsDir', kind: 'string' },
   FLOWGATE_OTLP_ENDPOINT: { path: 'telemetry.otlpEndpoint', kind: 'string' },
   FLOWGATE_SERVICE_NAME: { path: 'telemetry.serviceName', kind: 'string' },
 };

@@ -38,6 +38,9 @@ const VALID_BODIES: Record<string, Record<string, unknown>> = {
   'PUT /api/v1/gateway/config': { services: [], routes: [] },
   'PUT /api/v1/gateway/services/{name}': { name: 'valid-service', targets: ['http://127.0.0.1:9'] },
   'PUT /api/v1/gateway/routes/{name}': { name: 'valid-route', service: 'valid-service', paths: ['/valid'] },
+  'POST /api/v1/flows': { name: 'valid-flow', triggers: [], nodes: [{ id: 'a', component: 'transform', config: { expression: '$' } }] },
+  'PUT /api/v1/flows/{id}': { name: 'valid-flow', triggers: [], nodes: [{ id: 'a', component: 'transform', config: { expression: '$' } }] },
+  'POST /api/v1/flows/{id}/executions': { input: {} },
 };
 
 const OAUTH_FORMS = ['/oauth/token', '/oauth/introspect', '/oauth/revoke'] as const;

@@ -1,0 +1,355 @@
+import { EXECUTION_EVENTS, type ExecutionStatus } from '@flowgate/contracts';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { EventBus } from '../../bus/index.js';
+import { newId, type Clock } from '../../kernel/index.js';
+import { isUniqueViolation, type Store } from '../../storage/index.js';
+import type { FlowsTables } from '../flows.tables.js';
+import type { StepPlan } from './orchestrator.js';
+
+export type ExecutionRow = FlowsTables['flow_executions'];
+export type StepRow = FlowsTables['flow_steps'];
+type Trx = Transaction<FlowsTables>;
+
+/** A new execution and its first steps. */
+export interface NewExecution {
+  readonly tenant: string;
+  readonly flowId: string;
+  readonly flowVersion: number;
+  readonly trigger: string;
+  readonly input: unknown;
+  readonly idempotencyKey?: string | undefined;
+  readonly traceparent: string;
+  readonly deadlineAt?: number | undefined;
+  readonly parentExecutionId?: string | undefined;
+  readonly first: readonly StepPlan[];
+}
+
+/** What a finished run of a step decided; applied in one transaction with others (group commit). */
+export type StepOutcome =
+  | { readonly kind: 'succeeded'; readonly step: StepRow; readonly output: unknown; readonly next: readonly StepPlan[]; readonly response?: unknown; readonly leaf: boolean }
+  | { readonly kind: 'sleep'; readonly step: StepRow; readonly until: number; readonly output: unknown; readonly response?: unknown }
+  | { readonly kind: 'retry'; readonly step: StepRow; readonly at: number; readonly error: { code: string; message: string } }
+  | { readonly kind: 'failed'; readonly step: StepRow; readonly error: { code: string; message: string } };
+
+/** Steps that still have work ahead; an execution with none left is finished. */
+const OPEN_STEPS = ['ready', 'running', 'waiting', 'held'];
+const FINISHED: readonly ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+/**
+ * The engine's durable state: executions and steps in the state store. A step's
+ * completion is recorded only by the lease holder (`lease_owner` and `attempt` match),
+ * in the same transaction that inserts the steps that follow it (idempotent through the
+ * (execution, parent, node, phase) key) and, when nothing is left, finishes the execution
+ * and publishes its event. So a completion is recorded exactly once, whatever crashes.
+ */
+export class ExecutionStore {
+  readonly db: Kysely<FlowsTables>;
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: EventBus,
+    private readonly clock: Clock,
+  ) {
+    this.db = store.db<FlowsTables>();
+  }
+
+  /** Inserts an execution and its first steps; with an idempotency key already used, answers the first execution instead. */
+  async create(execution: NewExecution, trx?: Trx): Promise<{ row: ExecutionRow; created: boolean }> {
+    const now = this.clock.now();
+    const row: ExecutionRow = {
+      id: newId(),
+      tenant: execution.tenant,
+      flow_id: execution.flowId,
+      flow_version: execution.flowVersion,
+      status: 'running',
+      trigger: execution.trigger,
+      input: JSON.stringify(execution.input ?? null),
+      output: null,
+      error: null,
+      idempotency_key: execution.idempotencyKey ?? null,
+      concurrency_key: null,
+      traceparent: execution.traceparent,
+      response: null,
+      parent_execution_id: execution.parentExecutionId ?? null,
+      created_at: now,
+      updated_at: now,
+      finished_at: null,
+      deadline_at: execution.deadlineAt ?? null,
+    };
+    const write = async (t: Trx) => {
+      await t.insertInto('flow_executions').values(row).execute();
+      if (execution.first.length > 0) await t.insertInto('flow_steps').values(execution.first.map((plan) => this.stepRow(row, '', plan, now))).execute();
+      await this.publish(t, row, EXECUTION_EVENTS.started, { input_size: row.input.length });
+      if (execution.first.length === 0) await this.finish(t, row.id, 'succeeded', null, null);
+    };
+    try {
+      if (trx) await write(trx);
+      else await this.db.transaction().execute(write);
+      return { row, created: true };
+    } catch (error) {
+      if (!execution.idempotencyKey || !isUniqueViolation(error)) throw error;
+      const first = await (trx ?? this.db)
+        .selectFrom('flow_executions')
+        .selectAll()
+        .where('tenant', '=', execution.tenant)
+        .where('flow_id', '=', execution.flowId)
+        .where('idempotency_key', '=', execution.idempotencyKey)
+        .executeTakeFirstOrThrow();
+      return { row: first, created: false };
+    }
+  }
+
+  private stepRow(execution: Pick<ExecutionRow, 'id' | 'tenant'>, parentId: string, plan: StepPlan, now: number, status = 'ready'): StepRow {
+    return {
+      id: newId(),
+      execution_id: execution.id,
+      tenant: execution.tenant,
+      node: plan.node,
+      phase: plan.phase,
+      parent_id: parentId,
+      status,
+      attempt: 0,
+      input: JSON.stringify(plan.input ?? null),
+      output: null,
+      error: null,
+      due_at: now,
+      lease_owner: null,
+      lease_until: null,
+      created_at: now,
+      started_at: null,
+      finished_at: null,
+    };
+  }
+
+  /**
+   * Leases up to `limit` steps that are due, shared fairly between tenants: each tenant's
+   * oldest due step first, then each one's second, and so on, so one tenant's backlog
+   * cannot starve the others. A sleeping step that is due wakes (its attempt unchanged).
+   */
+  async claim(owner: string, limit: number, leaseMs: number): Promise<StepRow[]> {
+    const now = this.clock.now();
+    const result = await sql<StepRow>`
+      update flow_steps
+         set status = 'running', lease_owner = ${owner}, lease_until = ${now + leaseMs}, started_at = ${now},
+             attempt = case when status = 'waiting' then attempt else attempt + 1 end
+       where id in (
+         select id from (
+           select id, due_at, row_number() over (partition by tenant order by due_at, id) as turn
+             from flow_steps
+            where status in ('ready', 'waiting') and due_at <= ${now}
+         ) ranked
+         order by turn, due_at
+         limit ${limit}
+       )
+         and status in ('ready', 'waiting') and due_at <= ${now}
+      returning *`.execute(this.db);
+    return result.rows;
+  }
+
+  /** Keeps the leases of steps still running here. */
+  async renew(owner: string, ids: readonly string[], leaseMs: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db
+      .updateTable('flow_steps')
+      .set({ lease_until: this.clock.now() + leaseMs })
+      .where('id', 'in', ids as string[])
+      .where('lease_owner', '=', owner)
+      .where('status', '=', 'running')
+      .execute();
+  }
+
+  /** Gives the steps of a process that stopped renewing (a crash) back to the ready queue. */
+  async recoverExpiredLeases(): Promise<number> {
+    const now = this.clock.now();
+    const result = await this.db
+      .updateTable('flow_steps')
+      .set({ status: 'ready', lease_owner: null, lease_until: null, due_at: now })
+      .where('status', '=', 'running')
+      .where('lease_until', '<', now)
+      .where('output', 'is', null)
+      .executeTakeFirst();
+    // A woken sleeper keeps its output and goes back to waiting, so it wakes again rather than re-running.
+    const woken = await this.db
+      .updateTable('flow_steps')
+      .set({ status: 'waiting', lease_owner: null, lease_until: null, due_at: now })
+      .where('status', '=', 'running')
+      .where('lease_until', '<', now)
+      .where('output', 'is not', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) + Number(woken.numUpdatedRows);
+  }
+
+  /**
+   * Applies finished runs in one transaction. Each outcome counts only if its step is
+   * still leased by `owner` at the same attempt; the ids of the outcomes that counted are
+   * returned (with the executions they finished).
+   */
+  async apply(owner: string, outcomes: readonly StepOutcome[]): Promise<{ applied: Set<string>; finished: Map<string, ExecutionStatus> }> {
+    const applied = new Set<string>();
+    const finished = new Map<string, ExecutionStatus>();
+    await this.db.transaction().execute(async (trx) => {
+      const now = this.clock.now();
+      const touched = new Set<string>();
+      for (const outcome of outcomes) {
+        const step = outcome.step;
+        const update = trx.updateTable('flow_steps').where('id', '=', step.id).where('status', '=', 'running').where('lease_owner', '=', owner).where('attempt', '=', step.attempt);
+        let changed: { numUpdatedRows: bigint };
+        if (outcome.kind === 'succeeded') {
+          changed = await update.set({ status: 'succeeded', output: JSON.stringify(outcome.output ?? null), error: null, finished_at: now, lease_owner: null, lease_until: null }).executeTakeFirst();
+        } else if (outcome.kind === 'sleep') {
+          changed = await update.set({ status: 'waiting', output: JSON.stringify(outcome.output ?? null), due_at: outcome.until, lease_owner: null, lease_until: null }).executeTakeFirst();
+        } else if (outcome.kind === 'retry') {
+          changed = await update.set({ status: 'ready', error: JSON.stringify(outcome.error), due_at: outcome.at, lease_owner: null, lease_until: null }).executeTakeFirst();
+        } else {
+          changed = await update.set({ status: 'failed', error: JSON.stringify(outcome.error), finished_at: now, lease_owner: null, lease_until: null }).executeTakeFirst();
+        }
+        if (Number(changed.numUpdatedRows) !== 1) continue; // the lease was lost: another run records this step
+        applied.add(step.id);
+        touched.add(step.execution_id);
+        if ('response' in outcome && outcome.response !== undefined) {
+          await trx.updateTable('flow_executions').set({ response: JSON.stringify(outcome.response), updated_at: now }).where('id', '=', step.execution_id).where('response', 'is', null).execute();
+        }
+        if (outcome.kind === 'succeeded') {
+          if (outcome.next.length > 0) {
+            const execution = { id: step.execution_id, tenant: step.tenant };
+            const paused = await this.isPaused(trx, step.execution_id);
+            await trx
+              .insertInto('flow_steps')
+              .values(outcome.next.map((plan) => this.stepRow(execution, step.id, plan, now, paused ? 'held' : 'ready')))
+              .onConflict((oc) => oc.doNothing())
+              .execute();
+          } else if (outcome.leaf) {
+            await trx.updateTable('flow_executions').set({ output: JSON.stringify(outcome.output ?? null), updated_at: now }).where('id', '=', step.execution_id).execute();
+          }
+        } else if (outcome.kind === 'failed') {
+          const error = { ...outcome.error, node: step.node };
+          await this.cancelOpenSteps(trx, step.execution_id, now);
+          if (await this.finish(trx, step.execution_id, 'failed', null, error)) finished.set(step.execution_id, 'failed');
+          touched.delete(step.execution_id);
+        }
+      }
+      for (const executionId of touched) {
+        const open = await trx.selectFrom('flow_steps').select('id').where('execution_id', '=', executionId).where('status', 'in', OPEN_STEPS).limit(1).executeTakeFirst();
+        if (!open && (await this.finish(trx, executionId, 'succeeded', undefined, null))) finished.set(executionId, 'succeeded');
+      }
+    });
+    return { applied, finished };
+  }
+
+  private async isPaused(trx: Trx, executionId: string): Promise<boolean> {
+    const row = await trx.selectFrom('flow_executions').select('status').where('id', '=', executionId).executeTakeFirst();
+    return row?.status === 'paused';
+  }
+
+  private async cancelOpenSteps(trx: Trx, executionId: string, now: number): Promise<void> {
+    await trx
+      .updateTable('flow_steps')
+      .set({ status: 'cancelled', finished_at: now, lease_owner: null, lease_until: null })
+      .where('execution_id', '=', executionId)
+      .where('status', 'in', OPEN_STEPS)
+      .execute();
+  }
+
+  /** Finishes an execution that is not finished yet, and publishes its event; false when it was finished already. */
+  async finish(trx: Trx, executionId: string, status: ExecutionStatus, output: unknown, error: unknown): Promise<boolean> {
+    const now = this.clock.now();
+    const changes: Partial<ExecutionRow> = { status, updated_at: now, finished_at: now, error: error === null ? null : JSON.stringify(error) };
+    if (output !== undefined) changes.output = output === null ? null : JSON.stringify(output);
+    const changed = await trx.updateTable('flow_executions').set(changes).where('id', '=', executionId).where('status', 'not in', FINISHED as ExecutionStatus[]).executeTakeFirst();
+    if (Number(changed.numUpdatedRows) !== 1) return false;
+    const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
+    if (status !== 'cancelled') await this.publish(trx, row, status === 'succeeded' ? EXECUTION_EVENTS.succeeded : EXECUTION_EVENTS.failed, error ? { error } : {});
+    return true;
+  }
+
+  private async publish(trx: Trx, row: ExecutionRow, topic: string, extra: Record<string, unknown>): Promise<void> {
+    const payload = { execution_id: row.id, flow_id: row.flow_id, flow_version: Number(row.flow_version), trigger: row.trigger, status: row.status, ...extra };
+    await this.bus.publish(row.tenant, { topic, payload, key: row.id }, { tx: trx as unknown as Kysely<unknown>, system: true, serviceName: 'flow-engine', traceparent: row.traceparent });
+  }
+
+  async execution(tenant: string, id: string): Promise<ExecutionRow | undefined> {
+    return this.db.selectFrom('flow_executions').selectAll().where('id', '=', id).where('tenant', '=', tenant).executeTakeFirst();
+  }
+
+  async executionById(id: string): Promise<ExecutionRow | undefined> {
+    return this.db.selectFrom('flow_executions').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** Runs `work` in a transaction on the execution's row, serialised with other changes to it. */
+  async changeExecution<T>(executionId: string, work: (trx: Trx, now: number) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute(async (trx) => {
+      await this.store.lockTransaction(trx as unknown as Kysely<unknown>, `execution:${executionId}`);
+      return work(trx, this.clock.now());
+    });
+  }
+
+  /** Cancels an unfinished execution and its open steps. */
+  async cancel(executionId: string): Promise<boolean> {
+    return this.changeExecution(executionId, async (trx, now) => {
+      await this.cancelOpenSteps(trx, executionId, now);
+      return this.finish(trx, executionId, 'cancelled', undefined, { code: 'CANCELLED', message: 'The execution was cancelled.' });
+    });
+  }
+
+  /** Holds the open steps of a running execution; running steps finish, and what follows them is held too. */
+  async pause(executionId: string): Promise<boolean> {
+    return this.changeExecution(executionId, async (trx, now) => {
+      const changed = await trx.updateTable('flow_executions').set({ status: 'paused', updated_at: now }).where('id', '=', executionId).where('status', '=', 'running').executeTakeFirst();
+      if (Number(changed.numUpdatedRows) !== 1) return false;
+      await trx.updateTable('flow_steps').set({ status: 'held' }).where('execution_id', '=', executionId).where('status', 'in', ['ready', 'waiting']).execute();
+      return true;
+    });
+  }
+
+  async resume(executionId: string): Promise<boolean> {
+    return this.changeExecution(executionId, async (trx, now) => {
+      const changed = await trx.updateTable('flow_executions').set({ status: 'running', updated_at: now }).where('id', '=', executionId).where('status', '=', 'paused').executeTakeFirst();
+      if (Number(changed.numUpdatedRows) !== 1) return false;
+      // A held sleeper (its output is kept) goes back to waiting; the others to ready.
+      await trx.updateTable('flow_steps').set({ status: 'ready' }).where('execution_id', '=', executionId).where('status', '=', 'held').where('output', 'is', null).execute();
+      await trx.updateTable('flow_steps').set({ status: 'waiting' }).where('execution_id', '=', executionId).where('status', '=', 'held').where('output', 'is not', null).execute();
+      const open = await trx.selectFrom('flow_steps').select('id').where('execution_id', '=', executionId).where('status', 'in', OPEN_STEPS).limit(1).executeTakeFirst();
+      if (!open) await this.finish(trx, executionId, 'succeeded', undefined, null);
+      return true;
+    });
+  }
+
+  /** Runs a failed or cancelled execution again from its failed (or cancelled) steps, keeping every step that succeeded. */
+  async rerun(executionId: string): Promise<boolean> {
+    return this.changeExecution(executionId, async (trx, now) => {
+      const changed = await trx
+        .updateTable('flow_executions')
+        .set({ status: 'running', error: null, finished_at: null, updated_at: now })
+        .where('id', '=', executionId)
+        .where('status', 'in', ['failed', 'cancelled'])
+        .executeTakeFirst();
+      if (Number(changed.numUpdatedRows) !== 1) return false;
+      const reopened = await trx
+        .updateTable('flow_steps')
+        .set({ status: 'ready', attempt: 0, due_at: now, finished_at: null, error: null, output: null })
+        .where('execution_id', '=', executionId)
+        .where('status', 'in', ['failed', 'cancelled'])
+        .executeTakeFirst();
+      const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
+      await this.publish(trx, row, EXECUTION_EVENTS.started, { rerun: true });
+      if (Number(reopened.numUpdatedRows) === 0) await this.finish(trx, executionId, 'succeeded', undefined, null);
+      return true;
+    });
+  }
+
+  /** Fails executions past their deadline (the flow's timeout). */
+  async expireDeadlines(): Promise<string[]> {
+    const now = this.clock.now();
+    const late = await this.db.selectFrom('flow_executions').select('id').where('status', 'in', ['running', 'paused']).where('deadline_at', '<', now).limit(100).execute();
+    const failed: string[] = [];
+    for (const { id } of late) {
+      const done = await this.changeExecution(id, async (trx, at) => {
+        await this.cancelOpenSteps(trx, id, at);
+        return this.finish(trx, id, 'failed', undefined, { code: 'FLOW_TIMEOUT', message: 'The execution ran past the flow timeout.' });
+      });
+      if (done) failed.push(id);
+    }
+    return failed;
+  }
+}
+

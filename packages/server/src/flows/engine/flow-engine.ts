@@ -1,0 +1,291 @@
+import type { Transaction } from 'kysely';
+import { FlowgateError } from '../../errors/index.js';
+import { newId, type Clock } from '../../kernel/index.js';
+import { formatTraceparent, startSpan, type Logger } from '../../observability/index.js';
+import { FlowGraph } from '../definition.js';
+import { evaluate } from '../expressions.js';
+import type { FlowRecord, FlowRepository } from '../flow.repository.js';
+import type { FlowsTables } from '../flows.tables.js';
+import type { ExecutionRow, ExecutionStore, StepOutcome, StepRow } from './execution.store.js';
+import { firstSteps } from './orchestrator.js';
+import type { StepRunner } from './step-runner.js';
+
+export interface FlowEngineSettings {
+  /** How long a claimed step is leased; a process that stops renewing loses it after this. */
+  readonly leaseMs: number;
+  /** Steps this process runs at once. */
+  readonly maxInFlight: number;
+  /** How often the store is polled for due steps when nothing woke the worker. */
+  readonly pollMs: number;
+}
+
+export interface FlowEngineOptions {
+  readonly executions: ExecutionStore;
+  readonly flows: FlowRepository;
+  readonly runner: StepRunner;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly settings: FlowEngineSettings;
+}
+
+/** How an execution is started. */
+export interface StartRequest {
+  readonly input: unknown;
+  /** webhook, cron, event, manual, subflow, rerun. */
+  readonly trigger: string;
+  readonly idempotencyKey?: string | undefined;
+  readonly traceparent?: string | undefined;
+}
+
+/** What a caller waiting on an execution gets: its `respond` answer, its end, or nothing in time. */
+export type ExecutionAnswer = { readonly kind: 'responded'; readonly response: unknown } | { readonly kind: 'finished'; readonly execution: ExecutionRow } | { readonly kind: 'timeout' };
+
+const BATCH = 256;
+
+/**
+ * The durable engine: claims due steps (fairly between tenants), runs them through the
+ * {@link StepRunner}, and records their outcomes in batches (one transaction for all the
+ * outcomes ready at that moment: a group commit). Every process runs one; they share the
+ * work through leases in the store.
+ */
+export class FlowEngine {
+  private readonly owner = `engine-${newId()}`;
+  private readonly running = new Map<string, AbortController>();
+  private readonly outcomes: StepOutcome[] = [];
+  private readonly graphs = new Map<string, FlowGraph>();
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private wakeUp: (() => void) | undefined;
+  private flushing: Promise<void> | undefined;
+  private loop: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly options: FlowEngineOptions) {}
+
+  begin(): void {
+    const { leaseMs } = this.options.settings;
+    this.every(Math.max(50, Math.floor(leaseMs / 3)), async () => {
+      await this.options.executions.renew(this.owner, [...this.running.keys()], leaseMs);
+    });
+    this.every(Math.max(100, Math.floor(leaseMs / 2)), async () => {
+      if ((await this.options.executions.recoverExpiredLeases()) > 0) this.wake();
+    });
+    this.every(1000, async () => {
+      for (const id of await this.options.executions.expireDeadlines()) this.notify(id);
+    });
+    this.loop = this.work();
+  }
+
+  private every(ms: number, task: () => Promise<void>): void {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy || this.closed) return;
+      busy = true;
+      task()
+        .catch((error: unknown) => this.options.logger.warn({ err: error }, 'flow engine background task failed'))
+        .finally(() => (busy = false));
+    }, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  /** Stops claiming, lets running steps finish (up to `graceMs`) and records their outcomes. */
+  async close(graceMs = 5000): Promise<void> {
+    this.closed = true;
+    this.timers.forEach(clearInterval);
+    this.wake();
+    await this.loop;
+    const deadline = Date.now() + graceMs;
+    while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const controller of this.running.values()) controller.abort(new Error('Flowgate is shutting down'));
+    await this.flush();
+  }
+
+  /** Starts an execution of an active (or manually run) flow; with a used idempotency key, answers the first one. */
+  async start(flow: FlowRecord, request: StartRequest, trx?: Transaction<FlowsTables>): Promise<{ execution: ExecutionRow; created: boolean }> {
+    const definition = flow.definition;
+    const traceparent = formatTraceparent(startSpan(request.traceparent));
+    let idempotencyKey = request.idempotencyKey;
+    if (idempotencyKey === undefined && definition.settings?.idempotencyKey) {
+      const value = await evaluate(definition.settings.idempotencyKey, request.input);
+      if (value !== undefined && value !== null) idempotencyKey = (typeof value === 'string' ? value : JSON.stringify(value)).slice(0, 256);
+    }
+    const timeoutMs = definition.settings?.timeoutMs;
+    const { row, created } = await this.options.executions.create(
+      {
+        tenant: flow.tenant,
+        flowId: flow.id,
+        flowVersion: flow.version,
+        trigger: request.trigger,
+        input: request.input,
+        idempotencyKey,
+        traceparent,
+        deadlineAt: timeoutMs ? this.options.clock.now() + timeoutMs : undefined,
+        first: firstSteps(this.graph(flow.id, flow.version, definition), request.input),
+      },
+      trx,
+    );
+    if (created && !trx) this.wake();
+    return { execution: row, created };
+  }
+
+  /** Wakes the worker: new steps are ready. */
+  wake(): void {
+    const wake = this.wakeUp;
+    this.wakeUp = undefined;
+    wake?.();
+  }
+
+  /**
+   * Waits for an execution's `respond` answer or its end, up to `timeoutMs`. Outcomes
+   * recorded by this process wake the waiter at once; others are seen by polling.
+   */
+  async answer(executionId: string, timeoutMs: number): Promise<ExecutionAnswer> {
+    const deadline = this.options.clock.now() + timeoutMs;
+    for (;;) {
+      const row = await this.options.executions.executionById(executionId);
+      if (!row) return { kind: 'timeout' };
+      if (row.response !== null) return { kind: 'responded', response: JSON.parse(row.response) };
+      if (['succeeded', 'failed', 'cancelled'].includes(row.status)) return { kind: 'finished', execution: row };
+      const left = deadline - this.options.clock.now();
+      if (left <= 0) return { kind: 'timeout' };
+      await new Promise<void>((resolve) => {
+        const set = this.waiters.get(executionId) ?? new Set();
+        const done = () => {
+          clearTimeout(timer);
+          set.delete(done);
+          if (set.size === 0) this.waiters.delete(executionId);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.min(left, 250));
+        set.add(done);
+        this.waiters.set(executionId, set);
+      });
+    }
+  }
+
+  private notify(executionId: string): void {
+    for (const waiter of [...(this.waiters.get(executionId) ?? [])]) waiter();
+  }
+
+  private graph(flowId: string, version: number, definition: FlowRecord['definition']): FlowGraph {
+    const key = `${flowId}@${version}`;
+    let graph = this.graphs.get(key);
+    if (!graph) {
+      graph = FlowGraph.of(definition);
+      if (this.graphs.size > 1000) this.graphs.clear();
+      this.graphs.set(key, graph);
+    }
+    return graph;
+  }
+
+  private async graphOf(execution: ExecutionRow): Promise<FlowGraph> {
+    const key = `${execution.flow_id}@${Number(execution.flow_version)}`;
+    return this.graphs.get(key) ?? this.graph(execution.flow_id, Number(execution.flow_version), await this.options.flows.version(execution.flow_id, Number(execution.flow_version)));
+  }
+
+  private async work(): Promise<void> {
+    const { maxInFlight, leaseMs, pollMs } = this.options.settings;
+    while (!this.closed) {
+      const room = maxInFlight - this.running.size;
+      let claimed: StepRow[] = [];
+      if (room > 0) {
+        try {
+          claimed = await this.options.executions.claim(this.owner, Math.min(room, 64), leaseMs);
+        } catch (error) {
+          this.options.logger.warn({ err: error }, 'flow engine could not claim steps');
+        }
+        for (const step of claimed) this.execute(step);
+      }
+      if (claimed.length > 0 && claimed.length === Math.min(room, 64)) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.wakeUp = undefined;
+          resolve();
+        }, pollMs);
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  private execute(step: StepRow): void {
+    const controller = new AbortController();
+    this.running.set(step.id, controller);
+    const run = async (): Promise<StepOutcome> => {
+      const execution = await this.options.executions.executionById(step.execution_id);
+      if (!execution) throw new Error(`step ${step.id} has no execution`);
+      return this.options.runner.run(step, execution, await this.graphOf(execution), controller.signal);
+    };
+    run()
+      .then((outcome) => {
+        this.outcomes.push(outcome);
+        void this.flush();
+      })
+      .catch((error: unknown) => {
+        // Only the store failing gets here; the lease runs out and another run picks the step up.
+        this.options.logger.warn({ err: error, step: step.id }, 'flow step could not run');
+        this.running.delete(step.id);
+      });
+  }
+
+  /** Records every outcome waiting, in one transaction per batch. */
+  private flush(): Promise<void> {
+    this.flushing ??= (async () => {
+      try {
+        while (this.outcomes.length > 0) {
+          const batch = this.outcomes.splice(0, BATCH);
+          try {
+            const { finished } = await this.options.executions.apply(this.owner, batch);
+            for (const outcome of batch) {
+              this.running.delete(outcome.step.id);
+              if ('response' in outcome && outcome.response !== undefined) this.notify(outcome.step.execution_id);
+            }
+            for (const id of finished.keys()) this.notify(id);
+          } catch (error) {
+            // The store refused the batch: the leases run out and the steps run again.
+            this.options.logger.warn({ err: error, steps: batch.length }, 'flow engine could not record step outcomes');
+            for (const outcome of batch) this.running.delete(outcome.step.id);
+          }
+          this.wake();
+        }
+      } finally {
+        this.flushing = undefined;
+      }
+    })();
+    return this.flushing;
+  }
+
+  // --- Operations on executions --------------------------------------------------------
+
+  async cancel(tenant: string, id: string): Promise<void> {
+    // Steps running now finish, but their outcomes no longer count: the steps are cancelled.
+    await this.operate(tenant, id, 'cancel', (i) => this.options.executions.cancel(i));
+    this.notify(id);
+  }
+
+  async pause(tenant: string, id: string): Promise<void> {
+    await this.operate(tenant, id, 'pause', (i) => this.options.executions.pause(i));
+  }
+
+  async resume(tenant: string, id: string): Promise<void> {
+    await this.operate(tenant, id, 'resume', (i) => this.options.executions.resume(i));
+    this.wake();
+  }
+
+  async rerun(tenant: string, id: string): Promise<void> {
+    await this.operate(tenant, id, 're-run', (i) => this.options.executions.rerun(i));
+    this.wake();
+  }
+
+  private async operate(tenant: string, id: string, what: string, change: (id: string) => Promise<boolean>): Promise<void> {
+    const row = await this.options.executions.execution(tenant, id);
+    if (!row) throw new FlowgateError('FLOWGATE_ERR_RESOURCE_NOT_FOUND', 'No such execution.');
+    if (!(await change(id))) {
+      const now = await this.options.executions.execution(tenant, id);
+      throw new FlowgateError('FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT', `The execution is ${now?.status ?? row.status}; it cannot ${what} now.`, { extensions: { status: now?.status ?? row.status } });
+    }
+  }
+}

@@ -1,0 +1,176 @@
+import type { AuditRecorder, Clock } from '../../kernel/index.js';
+import type { Logger } from '../../observability/index.js';
+import { isDirective, NonRetryableError, RetryLaterError, type Component, type ComponentBus, type ComponentHttp, type StepDirective } from '../components/component.js';
+import type { ComponentRegistry } from '../components/registry.js';
+import type { FlowGraph } from '../definition.js';
+import { evaluate, holds, resolveTemplates } from '../expressions.js';
+import type { ExecutionRow, StepOutcome, StepRow } from './execution.store.js';
+import { candidateEdges, nextSteps, retryDecision, type Phase, type StepFailure } from './orchestrator.js';
+
+/** Reads a secret's value for a run: a string, or an oauth2 secret's current access token. */
+export type SecretReader = (tenant: string, name: string) => Promise<string>;
+
+export interface StepRunnerOptions {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly audit: AuditRecorder;
+  readonly components: ComponentRegistry;
+  readonly secrets: SecretReader;
+  readonly http: ComponentHttp;
+  readonly bus: (tenant: string, traceparent: string, flowId: string) => ComponentBus;
+  readonly defaultStepTimeoutMs: number;
+  readonly random?: () => number;
+}
+
+const REDACTED = '[REDACTED]';
+
+/**
+ * Runs one claimed step and says what it decided (a {@link StepOutcome}); it writes
+ * nothing itself. Everything a step may do to the world happens in its component; the
+ * decisions about what follows come from orchestrator.ts.
+ */
+export class StepRunner {
+  constructor(private readonly options: StepRunnerOptions) {}
+
+  async run(step: StepRow, execution: ExecutionRow, graph: FlowGraph, signal: AbortSignal): Promise<StepOutcome> {
+    const definition = graph.definition;
+    const node = graph.node(step.node);
+    const phase = step.phase as Phase;
+    const input = JSON.parse(step.input) as unknown;
+    const bindings = { execution: { id: execution.id, flowId: execution.flow_id, trigger: execution.trigger } };
+    // A sleeper that is due: its output was recorded when it went to sleep.
+    if (step.output !== null) return this.succeeded(step, graph, phase, JSON.parse(step.output), undefined, bindings);
+    const revealed = new Set<string>();
+    try {
+      const timeoutMs = node.timeoutMs ?? definition.settings?.stepTimeoutMs ?? this.options.defaultStepTimeoutMs;
+      const result = await this.withTimeout(timeoutMs, signal, async (stepSignal) => {
+        const hook = phase === 'main' ? undefined : node[phase];
+        if (hook && 'expression' in hook) return evaluate(hook.expression, input, bindings);
+        const name = hook && 'component' in hook ? hook.component : node.component;
+        const config = hook && 'component' in hook ? (hook.config ?? {}) : (node.config ?? {});
+        const component = this.options.components.get(name);
+        if (!component) throw new NonRetryableError(`The component "${name}" is not installed.`, 'COMPONENT_MISSING');
+        return this.call(component, config, input, step, execution, stepSignal, bindings, revealed);
+      });
+      if (isDirective(result)) return this.directed(step, graph, phase, result, input, bindings, revealed);
+      return this.succeeded(step, graph, phase, redact(result, revealed), undefined, bindings);
+    } catch (error) {
+      const failure = classify(error, revealed);
+      const retries = node.retries ?? definition.settings?.retries;
+      const decision = retryDecision(step.attempt, retries, failure, this.options.clock.now(), (this.options.random ?? Math.random)());
+      const recorded = { code: failure.code, message: failure.message };
+      this.options.logger.info({ execution: execution.id, node: step.node, phase, attempt: step.attempt, code: failure.code, retry: decision.retry }, 'flow step failed');
+      return decision.retry ? { kind: 'retry', step, at: decision.at, error: recorded } : { kind: 'failed', step, error: recorded };
+    }
+  }
+
+  private async call(component: Component, config: unknown, input: unknown, step: StepRow, execution: ExecutionRow, signal: AbortSignal, bindings: Record<string, unknown>, revealed: Set<string>): Promise<unknown> {
+    const secret = async (name: string) => {
+      const value = await this.options.secrets(execution.tenant, name);
+      if (value.length >= 4) revealed.add(value);
+      this.options.audit.record({
+        action: 'secrets.read',
+        tenant: execution.tenant,
+        actor: `flow:${execution.flow_id}`,
+        outcome: 'success',
+        target: `secret:${name}`,
+        details: { component: component.name, execution: execution.id, node: step.node },
+      });
+      return value;
+    };
+    const resolved = await resolveTemplates(config, input, secret, bindings);
+    return component.run({
+      input,
+      config: resolved as Record<string, unknown>,
+      context: {
+        tenant: execution.tenant,
+        flowId: execution.flow_id,
+        executionId: execution.id,
+        node: step.node,
+        attempt: step.attempt,
+        signal,
+        traceparent: execution.traceparent,
+        now: () => this.options.clock.now(),
+        logger: this.options.logger,
+        bus: this.options.bus(execution.tenant, execution.traceparent, execution.flow_id),
+        http: this.options.http,
+      },
+    });
+  }
+
+  private async directed(step: StepRow, graph: FlowGraph, phase: Phase, result: StepDirective, input: unknown, bindings: Record<string, unknown>, revealed: Set<string>): Promise<StepOutcome> {
+    switch (result.directive) {
+      case 'drop':
+        return { kind: 'succeeded', step, output: input, next: [], leaf: false };
+      case 'route':
+        return this.succeeded(step, graph, phase, redact(result.output, revealed), undefined, bindings, result.port);
+      case 'sleep':
+        return { kind: 'sleep', step, until: result.until, output: redact(result.output, revealed) };
+      case 'respond':
+        return this.succeeded(step, graph, phase, redact(result.output, revealed), redact(result.response, revealed), bindings);
+    }
+  }
+
+  private async succeeded(step: StepRow, graph: FlowGraph, phase: Phase, output: unknown, response: unknown, bindings: Record<string, unknown>, port?: string): Promise<StepOutcome> {
+    const finalPhase = phase === 'post' || (phase === 'main' && !graph.node(step.node).post);
+    const candidates = finalPhase ? candidateEdges(graph, step.node, port) : [];
+    const passing = [];
+    for (const edge of candidates) if (!edge.condition || (await holds(edge.condition, output, bindings))) passing.push(edge);
+    const next = nextSteps(graph, step.node, phase, output, passing);
+    return { kind: 'succeeded', step, output, next, leaf: finalPhase && next.length === 0, ...(response !== undefined ? { response } : {}) };
+  }
+
+  private async withTimeout<T>(ms: number, outer: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const abort = () => controller.abort(outer.reason);
+    outer.addEventListener('abort', abort, { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = new StepTimeoutError(ms);
+        controller.abort(error);
+        reject(error);
+      }, ms);
+    });
+    try {
+      return await Promise.race([work(controller.signal), timeout]);
+    } finally {
+      clearTimeout(timer);
+      outer.removeEventListener('abort', abort);
+    }
+  }
+}
+
+class StepTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`The step did not finish within ${ms} ms.`);
+    this.name = 'StepTimeoutError';
+  }
+}
+
+function classify(error: unknown, revealed: Set<string>): StepFailure {
+  const message = redactText(error instanceof Error ? error.message : String(error), revealed).slice(0, 2000);
+  if (error instanceof NonRetryableError) return { code: error.code, message, retryable: false };
+  if (error instanceof RetryLaterError) return { code: error.code, message, retryable: true, delayMs: error.delayMs };
+  if (error instanceof StepTimeoutError) return { code: 'STEP_TIMEOUT', message, retryable: true };
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && /^[ST]\d{4}$/.test(code)) return { code: 'EXPRESSION_FAILED', message, retryable: false }; // JSONata's own errors
+  return { code: 'STEP_FAILED', message, retryable: true };
+}
+
+/** Removes revealed secret values from what is about to be stored. */
+function redact<T>(value: T, revealed: Set<string>): T {
+  if (revealed.size === 0 || value === undefined) return value;
+  const text = JSON.stringify(value);
+  if (text === undefined) return value;
+  return JSON.parse(redactText(text, revealed, true)) as T;
+}
+
+function redactText(text: string, revealed: Set<string>, json = false): string {
+  let out = text;
+  for (const secret of revealed) {
+    const needle = json ? JSON.stringify(secret).slice(1, -1) : secret;
+    out = out.split(needle).join(REDACTED);
+  }
+  return out;
+}

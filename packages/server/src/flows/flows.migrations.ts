@@ -1,0 +1,125 @@
+import type { Kysely } from 'kysely';
+import type { NamedMigration } from '../storage/index.js';
+
+/** The flows feature's schema (issue 5): definitions and their versions, lifecycle, triggers, executions and steps. */
+export const flowsMigrations: readonly NamedMigration[] = [
+  {
+    name: '20261123_09_flows_core',
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('flows')
+        .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('tenant', 'varchar(64)', (c) => c.notNull())
+        .addColumn('name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('status', 'varchar(16)', (c) => c.notNull())
+        .addColumn('status_reason', 'text')
+        .addColumn('generation', 'integer', (c) => c.notNull())
+        .addColumn('status_changed_at', 'bigint', (c) => c.notNull())
+        .addColumn('definition', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('flows_tenant_name', ['tenant', 'name'])
+        .execute();
+      await db.schema.createIndex('flows_status').on('flows').columns(['status', 'status_changed_at']).execute();
+      await db.schema
+        .createTable('flow_versions')
+        .addColumn('flow_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('definition', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('flow_versions_pk', ['flow_id', 'version'])
+        .execute();
+      await db.schema
+        .createTable('flow_lifecycle_acks')
+        .addColumn('flow_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('generation', 'integer', (c) => c.notNull())
+        .addColumn('part', 'varchar(32)', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('flow_lifecycle_acks_pk', ['flow_id', 'generation', 'part'])
+        .execute();
+      await db.schema
+        .createTable('flow_webhooks')
+        .addColumn('flow_id', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('tenant', 'varchar(64)', (c) => c.notNull())
+        .addColumn('generation', 'integer', (c) => c.notNull())
+        .addColumn('serving', 'integer', (c) => c.notNull())
+        .addColumn('trigger', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('flow_webhook_signatures')
+        .addColumn('flow_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('signature', 'varchar(128)', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('flow_webhook_signatures_pk', ['flow_id', 'signature'])
+        .execute();
+      await db.schema.createIndex('flow_webhook_signatures_expiry').on('flow_webhook_signatures').column('expires_at').execute();
+      await db.schema
+        .createTable('flow_schedules')
+        .addColumn('flow_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('trigger_index', 'integer', (c) => c.notNull())
+        .addColumn('tenant', 'varchar(64)', (c) => c.notNull())
+        .addColumn('generation', 'integer', (c) => c.notNull())
+        .addColumn('expression', 'varchar(200)', (c) => c.notNull())
+        .addColumn('timezone', 'varchar(64)', (c) => c.notNull())
+        .addColumn('missed', 'varchar(16)', (c) => c.notNull())
+        .addColumn('active', 'integer', (c) => c.notNull())
+        .addColumn('next_due_at', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('flow_schedules_pk', ['flow_id', 'trigger_index'])
+        .execute();
+      await db.schema.createIndex('flow_schedules_due').on('flow_schedules').columns(['active', 'next_due_at']).execute();
+      await db.schema
+        .createTable('flow_executions')
+        .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('tenant', 'varchar(64)', (c) => c.notNull())
+        .addColumn('flow_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('flow_version', 'integer', (c) => c.notNull())
+        .addColumn('status', 'varchar(16)', (c) => c.notNull())
+        .addColumn('trigger', 'varchar(32)', (c) => c.notNull())
+        .addColumn('input', 'text', (c) => c.notNull())
+        .addColumn('output', 'text')
+        .addColumn('error', 'text')
+        .addColumn('idempotency_key', 'varchar(256)')
+        .addColumn('concurrency_key', 'varchar(256)')
+        .addColumn('traceparent', 'varchar(64)', (c) => c.notNull())
+        .addColumn('response', 'text')
+        .addColumn('parent_execution_id', 'varchar(64)')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addColumn('finished_at', 'bigint')
+        .addColumn('deadline_at', 'bigint')
+        .execute();
+      // NULL keys never collide, so only keyed executions are held to one per key.
+      await db.schema.createIndex('flow_executions_idempotency').unique().on('flow_executions').columns(['tenant', 'flow_id', 'idempotency_key']).execute();
+      await db.schema.createIndex('flow_executions_tenant_created').on('flow_executions').columns(['tenant', 'created_at']).execute();
+      await db.schema.createIndex('flow_executions_flow_status').on('flow_executions').columns(['flow_id', 'status']).execute();
+      await db.schema.createIndex('flow_executions_deadline').on('flow_executions').columns(['status', 'deadline_at']).execute();
+      await db.schema
+        .createTable('flow_steps')
+        .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+        .addColumn('execution_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('tenant', 'varchar(64)', (c) => c.notNull())
+        .addColumn('node', 'varchar(64)', (c) => c.notNull())
+        .addColumn('phase', 'varchar(8)', (c) => c.notNull())
+        .addColumn('parent_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('status', 'varchar(16)', (c) => c.notNull())
+        .addColumn('attempt', 'integer', (c) => c.notNull())
+        .addColumn('input', 'text', (c) => c.notNull())
+        .addColumn('output', 'text')
+        .addColumn('error', 'text')
+        .addColumn('due_at', 'bigint', (c) => c.notNull())
+        .addColumn('lease_owner', 'varchar(64)')
+        .addColumn('lease_until', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('started_at', 'bigint')
+        .addColumn('finished_at', 'bigint')
+        .addUniqueConstraint('flow_steps_once', ['execution_id', 'parent_id', 'node', 'phase'])
+        .execute();
+      await db.schema.createIndex('flow_steps_execution').on('flow_steps').columns(['execution_id', 'created_at']).execute();
+      // Claiming reads ready steps by due time, and expired leases of running ones.
+      await db.schema.createIndex('flow_steps_claim').on('flow_steps').columns(['status', 'due_at']).execute();
+    },
+  },
+];

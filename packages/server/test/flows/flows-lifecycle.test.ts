@@ -1,0 +1,197 @@
+/**
+ * Flows through the public API (issue 5, story S4): a flow is created, started through
+ * `starting` / `flow.starting` … `flow.started` / `active`, serves its webhook only while
+ * active, runs its nodes durably, and stops through the mirror image.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api } from '../support/http.js';
+import { createTenant, type TenantOwner } from '../support/iam.js';
+import { expectProblem } from '../support/problem.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+import { waitFor } from '../support/bus.js';
+
+const hookFlow = (name: string, extra: Record<string, unknown> = {}) => ({
+  name,
+  triggers: [{ type: 'webhook' }],
+  nodes: [
+    { id: 'shape', component: 'transform', config: { expression: '{"greeting": "hello " & body.name, "a": body.a}' } },
+    { id: 'announce', component: 'publish', config: { topic: 'greetings.made' } },
+  ],
+  edges: [{ from: 'shape', to: 'announce' }],
+  ...extra,
+});
+
+describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecycle, webhooks and executions', (store) => {
+  let server: TestServer;
+  let base: string;
+  let acme: TenantOwner;
+  let other: TenantOwner;
+
+  beforeAll(async () => {
+    server = await startTestServer({ store, config: { flows: { pollMs: 20 } } });
+    base = server.url;
+    acme = await createTenant(base, 'flows-acme');
+    other = await createTenant(base, 'flows-other');
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  const create = async (owner: TenantOwner, body: unknown) => api(base, 'POST', '/api/v1/flows', { token: owner.token, body });
+  const status = async (owner: TenantOwner, id: string) => (await api(base, 'GET', `/api/v1/flows/${id}`, { token: owner.token })).body.status as string;
+  const startAndWait = async (owner: TenantOwner, id: string) => {
+    const started = await api(base, 'POST', `/api/v1/flows/${id}/start`, { token: owner.token });
+    if (started.status !== 202) throw new Error(`start refused: ${started.text}`);
+    await waitFor('the flow to be active', async () => (await status(owner, id)) === 'active');
+  };
+  const execution = async (owner: TenantOwner, id: string) => (await api(base, 'GET', `/api/v1/executions/${id}`, { token: owner.token })).body;
+  const finished = async (owner: TenantOwner, id: string) => {
+    await waitFor(`execution ${id} to finish`, async () => ['succeeded', 'failed', 'cancelled'].includes((await execution(owner, id)).status));
+    return execution(owner, id);
+  };
+
+  it('refuses an invalid definition with every problem and its place', async () => {
+    const res = await create(acme, {
+      name: 'broken',
+      triggers: [{ type: 'cron', expression: '0 61 * * *', timezone: 'Europe/Berlin' }, { type: 'cron', expression: '* * *', timezone: 'Mars/Olympus' }],
+      nodes: [
+        { id: 'a', component: 'transform', config: { expression: '$foo(' } },
+        { id: 'b', component: 'teleport' },
+      ],
+      edges: [
+        { from: 'a', to: 'b' },
+        { from: 'a', to: 'nowhere' },
+      ],
+    });
+    expectProblem(res, 400, 'FLOWGATE_ERR_FLOW_INVALID');
+    const paths = (res.body.errors as Array<{ path: string; message: string }>).map((e) => e.path);
+    expect(paths).toEqual(expect.arrayContaining(['triggers[0].expression', 'triggers[1].timezone', 'nodes[0].config.expression', 'nodes[1].component', 'edges[1].to']));
+    const cron = (res.body.errors as Array<{ path: string; message: string }>).find((e) => e.path === 'triggers[0].expression');
+    expect(cron?.message).toMatch(/hour field "61".*at character 3/);
+  });
+
+  it('refuses a cycle', async () => {
+    const res = await create(acme, {
+      name: 'loop',
+      triggers: [],
+      nodes: [
+        { id: 'a', component: 'transform', config: { expression: '$' } },
+        { id: 'b', component: 'transform', config: { expression: '$' } },
+      ],
+      edges: [
+        { from: 'a', to: 'b' },
+        { from: 'b', to: 'a' },
+      ],
+    });
+    expectProblem(res, 400, 'FLOWGATE_ERR_FLOW_INVALID');
+    expect(res.body.detail).toMatch(/cycle/);
+  });
+
+  it('starts a flow through starting and flow.starting to flow.started and active, and stops it the same way', async () => {
+    const created = await create(acme, hookFlow('lifecycle'));
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ version: 1, status: 'inactive' });
+    const id = created.body.id as string;
+    const events: string[] = [];
+    const consumer = await server.flowgate.bus.subscribe({ tenant: 'flows-acme', group: 'test-lifecycle', filter: 'flow.*', startAt: { kind: 'latest' } }, (event) => {
+      if ((event.payload as { flow: { id: string } }).flow.id === id) events.push(`${event.headers.name}:${(event.payload as { flow: { status: string } }).flow.status}`);
+    });
+    try {
+      const start = await api(base, 'POST', `/api/v1/flows/${id}/start`, { token: acme.token });
+      expect(start.status).toBe(202);
+      expect(start.body.status).toBe('starting');
+      await waitFor('the flow to be active', async () => (await status(acme, id)) === 'active');
+      expectProblem(await api(base, 'POST', `/api/v1/flows/${id}/start`, { token: acme.token }), 409, 'FLOWGATE_ERR_FLOW_STATUS_CONFLICT');
+      expectProblem(await api(base, 'PUT', `/api/v1/flows/${id}`, { token: acme.token, body: hookFlow('lifecycle') }), 409, 'FLOWGATE_ERR_FLOW_STATUS_CONFLICT');
+
+      const stop = await api(base, 'POST', `/api/v1/flows/${id}/stop`, { token: acme.token });
+      expect(stop.body.status).toBe('stopping');
+      await waitFor('the flow to be inactive', async () => (await status(acme, id)) === 'inactive');
+      await waitFor('four lifecycle events', () => events.length >= 4);
+      expect(events).toEqual(['flow.starting:starting', 'flow.started:active', 'flow.stopping:stopping', 'flow.stopped:inactive']);
+    } finally {
+      await consumer.close();
+    }
+  });
+
+  it('serves the webhook only while the flow is active, and runs its nodes with the POST and GET messages', async () => {
+    const id = (await create(acme, hookFlow('greeter'))).body.id as string;
+    expectProblem(await api(base, 'POST', `/hook/${id}`, { body: { name: 'Ada' } }), 404, 'FLOWGATE_ERR_RESOURCE_NOT_FOUND');
+    await startAndWait(acme, id);
+
+    const posted = await api(base, 'POST', `/hook/${id}?src=test`, { body: { name: 'Ada' } });
+    expect(posted.status).toBe(202);
+    const done = await finished(acme, posted.body.execution_id as string);
+    expect(done.status).toBe('succeeded');
+    expect(done.input).toMatchObject({ query: { src: 'test' }, body: { name: 'Ada' } });
+    expect(done.steps.map((s: { node: string; status: string }) => `${s.node}:${s.status}`)).toEqual(['shape:succeeded', 'announce:succeeded']);
+    expect(done.steps[0].output).toEqual({ greeting: 'hello Ada' });
+
+    const got = await api(base, 'GET', `/hook/${id}?a=1`);
+    expect(got.status).toBe(202);
+    const viaGet = await finished(acme, got.body.execution_id as string);
+    expect(viaGet.input.body).toEqual({ a: '1' });
+    expect(viaGet.input.query).toBeUndefined();
+    expect(viaGet.steps[0].output).toEqual({ greeting: 'hello ', a: '1' });
+
+    await api(base, 'POST', `/api/v1/flows/${id}/stop`, { token: acme.token });
+    await waitFor('the flow to be inactive', async () => (await status(acme, id)) === 'inactive');
+    expectProblem(await api(base, 'POST', `/hook/${id}`, { body: { name: 'Ada' } }), 404, 'FLOWGATE_ERR_RESOURCE_NOT_FOUND');
+  });
+
+  it('starts nothing new for a repeated Idempotency-Key', async () => {
+    const id = (await create(acme, hookFlow('once'))).body.id as string;
+    await startAndWait(acme, id);
+    const first = await api(base, 'POST', `/hook/${id}`, { body: { name: 'A' }, headers: { 'idempotency-key': 'order-77' } });
+    const second = await api(base, 'POST', `/hook/${id}`, { body: { name: 'B' }, headers: { 'idempotency-key': 'order-77' } });
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    expect(second.body.execution_id).toBe(first.body.execution_id);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    const list = await api(base, 'GET', `/api/v1/executions?flow=${id}`, { token: acme.token });
+    expect(list.body.items).toHaveLength(1);
+  });
+
+  it("hides one tenant's flows and executions from another", async () => {
+    const id = (await create(acme, hookFlow('private'))).body.id as string;
+    await startAndWait(acme, id);
+    const run = await api(base, 'POST', `/hook/${id}`, { body: { name: 'x' } });
+    expectProblem(await api(base, 'GET', `/api/v1/flows/${id}`, { token: other.token }), 404, 'FLOWGATE_ERR_RESOURCE_NOT_FOUND');
+    expectProblem(await api(base, 'POST', `/api/v1/flows/${id}/stop`, { token: other.token }), 404, 'FLOWGATE_ERR_RESOURCE_NOT_FOUND');
+    expectProblem(await api(base, 'GET', `/api/v1/executions/${run.body.execution_id}`, { token: other.token }), 404, 'FLOWGATE_ERR_RESOURCE_NOT_FOUND');
+    expect((await api(base, 'GET', '/api/v1/executions', { token: other.token })).body.items).toEqual([]);
+  });
+
+  it('answers a synchronous webhook with the respond node', async () => {
+    const created = await create(acme, {
+      name: 'sync-answer',
+      triggers: [{ type: 'webhook', respond: 'sync', timeoutMs: 10_000 }],
+      nodes: [
+        { id: 'double', component: 'transform', config: { expression: '{"twice": body.n * 2}' } },
+        { id: 'answer', component: 'respond', config: { status: 201, body: '{{ $ }}' } },
+      ],
+      edges: [{ from: 'double', to: 'answer' }],
+    });
+    expect(created.status).toBe(201);
+    await startAndWait(acme, created.body.id as string);
+    const res = await api(base, 'POST', `/hook/${created.body.id}`, { body: { n: 21 } });
+    expect(res.status).toBe(201);
+    expect(res.body).toEqual({ twice: 42 });
+  });
+
+  it('runs a manual execution with flows:run and checks its input schema', async () => {
+    const created = await create(acme, {
+      name: 'manual-run',
+      triggers: [{ type: 'manual', inputSchema: { type: 'object', required: ['visit'], properties: { visit: { type: 'string' } } } }],
+      nodes: [{ id: 'echo', component: 'transform', config: { expression: 'visit' } }],
+    });
+    const id = created.body.id as string;
+    expectProblem(await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: acme.token, body: { input: { visit: 'a1' } } }), 409, 'FLOWGATE_ERR_FLOW_STATUS_CONFLICT');
+    await startAndWait(acme, id);
+    expectProblem(await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: acme.token, body: { input: { run: 1 } } }), 422, 'FLOWGATE_ERR_FLOW_INPUT_INVALID');
+    const run = await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: acme.token, body: { input: { visit: 'a1' } } });
+    expect(run.status).toBe(201);
+    const done = await finished(acme, run.body.id as string);
+    expect(done).toMatchObject({ status: 'succeeded', output: 'a1', flow_version: 1, trigger: 'manual' });
+  });
+});

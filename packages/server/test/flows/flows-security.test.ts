@@ -1,0 +1,114 @@
+/**
+ * Issue 5, "done when": a replayed signed webhook is refused, and an `http` node aimed at
+ * 169.254.169.254 or 127.0.0.1 is refused by default. Also: a secret used by a node never
+ * shows in the execution record.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signBody } from '../../src/flows/index.js';
+import { waitFor } from '../support/bus.js';
+import { api } from '../support/http.js';
+import { createTenant, type TenantOwner } from '../support/iam.js';
+import { expectProblem } from '../support/problem.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+import { startUpstream, type FakeUpstream } from '../support/upstream.js';
+
+const KEY = 'whsec-0123456789abcdef0123456789';
+
+describe('flows: signed webhooks, the outbound guard and secrets', () => {
+  let server: TestServer;
+  let base: string;
+  let acme: TenantOwner;
+
+  beforeAll(async () => {
+    server = await startTestServer({ config: { flows: { pollMs: 20 } } });
+    base = server.url;
+    acme = await createTenant(base, 'flows-sec');
+    const secret = await api(base, 'POST', '/api/v1/secrets', { token: acme.token, body: { name: 'hook_key', value: KEY } });
+    if (secret.status !== 201) throw new Error(secret.text);
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  const activeFlow = async (definition: Record<string, unknown>): Promise<string> => {
+    const created = await api(base, 'POST', '/api/v1/flows', { token: acme.token, body: definition });
+    if (created.status !== 201) throw new Error(created.text);
+    const id = created.body.id as string;
+    await api(base, 'POST', `/api/v1/flows/${id}/start`, { token: acme.token });
+    await waitFor('the flow to be active', async () => (await api(base, 'GET', `/api/v1/flows/${id}`, { token: acme.token })).body.status === 'active');
+    return id;
+  };
+  const finished = async (id: string) => {
+    let body: any;
+    await waitFor(`execution ${id} to finish`, async () => {
+      body = (await api(base, 'GET', `/api/v1/executions/${id}`, { token: acme.token })).body;
+      return ['succeeded', 'failed', 'cancelled'].includes(body.status as string);
+    });
+    return body;
+  };
+
+  it('accepts a signed webhook once and refuses its replay, a wrong signature and an old timestamp', async () => {
+    const id = await activeFlow({ name: 'signed', triggers: [{ type: 'webhook', hmac: { secret: 'hook_key' } }], nodes: [{ id: 'a', component: 'transform', config: { expression: 'body' } }] });
+    const body = JSON.stringify({ order: 7 });
+    const now = Math.floor(Date.now() / 1000);
+    const signature = signBody(body, KEY, now);
+    const send = (headers: Record<string, string>) => api(base, 'POST', `/hook/${id}`, { body, headers });
+
+    expect((await send({ 'x-flowgate-signature': signature })).status).toBe(202);
+    expectProblem(await send({ 'x-flowgate-signature': signature }), 401, 'FLOWGATE_ERR_WEBHOOK_SIGNATURE');
+    expectProblem(await send({}), 401, 'FLOWGATE_ERR_WEBHOOK_SIGNATURE');
+    expectProblem(await send({ 'x-flowgate-signature': signBody(body, 'another key', now) }), 401, 'FLOWGATE_ERR_WEBHOOK_SIGNATURE');
+    const old = await send({ 'x-flowgate-signature': signBody(body, KEY, now - 600) });
+    expectProblem(old, 401, 'FLOWGATE_ERR_WEBHOOK_SIGNATURE');
+    expect(old.body.detail).toMatch(/5 minutes/);
+    expect((await api(base, 'GET', `/api/v1/executions?flow=${id}`, { token: acme.token })).body.items).toHaveLength(1);
+    expect(server.audit.events.some((e) => e.action === 'flows.webhook.refused' && e.target === `flow:${id}`)).toBe(true);
+  });
+
+  it.each(['http://169.254.169.254/latest/meta-data/', 'http://127.0.0.1:9/'])('fails an http node aimed at %s without retrying, by default', async (url) => {
+    const name = url.includes('169') ? 'metadata' : 'loopback';
+    const id = await activeFlow({ name, triggers: [{ type: 'webhook' }], nodes: [{ id: 'call', component: 'http', config: { url } }], settings: { retries: { count: 5 } } });
+    const run = await api(base, 'POST', `/hook/${id}`, { body: {} });
+    const done = await finished(run.body.execution_id as string);
+    expect(done.status).toBe('failed');
+    expect(done.error).toMatchObject({ code: 'OUTBOUND_REFUSED', node: 'call' });
+    expect(done.steps[0].attempt).toBe(1);
+  });
+
+  describe('with the upstream allowed', () => {
+    let upstream: FakeUpstream;
+    let allowed: TestServer;
+    beforeAll(async () => {
+      upstream = await startUpstream();
+      upstream.answer((req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ echoed: req.headers['x-api-key'] })));
+      allowed = await startTestServer({ config: { flows: { pollMs: 20 }, outbound: { allow: '127.0.0.1/32' } } });
+    });
+    afterAll(async () => {
+      await allowed.close();
+      await upstream.close();
+    });
+
+    it('sends the secret to the upstream but never shows it in the execution or the logs', async () => {
+      const owner = await createTenant(allowed.url, 'flows-sec2');
+      await api(allowed.url, 'POST', '/api/v1/secrets', { token: owner.token, body: { name: 'crm_key', value: 'sk-live-very-secret-value' } });
+      const created = await api(allowed.url, 'POST', '/api/v1/flows', {
+        token: owner.token,
+        body: { name: 'uses-secret', triggers: [{ type: 'webhook' }], nodes: [{ id: 'call', component: 'http', config: { url: `${upstream.url}/x`, headers: { 'x-api-key': '{{secrets.crm_key}}' } } }] },
+      });
+      const id = created.body.id as string;
+      await api(allowed.url, 'POST', `/api/v1/flows/${id}/start`, { token: owner.token });
+      await waitFor('active', async () => (await api(allowed.url, 'GET', `/api/v1/flows/${id}`, { token: owner.token })).body.status === 'active');
+      const run = await api(allowed.url, 'POST', `/hook/${id}`, { body: {} });
+      let record: any;
+      await waitFor('the execution to finish', async () => {
+        record = await api(allowed.url, 'GET', `/api/v1/executions/${run.body.execution_id}`, { token: owner.token });
+        return record.body.status === 'succeeded';
+      });
+      expect(upstream.seen.at(-1)?.headers['x-api-key']).toBe('sk-live-very-secret-value');
+      expect(record.text).not.toContain('sk-live-very-secret-value');
+      expect(record.body.steps[0].output.body).toEqual({ echoed: '[REDACTED]' });
+      expect(allowed.logs.join('\n')).not.toContain('sk-live-very-secret-value');
+      expect(allowed.audit.events.some((e) => e.action === 'secrets.read' && e.target === 'secret:crm_key' && e.actor === `flow:${id}`)).toBe(true);
+    });
+  });
+});
