@@ -138,7 +138,8 @@ describe.each(STORE_KINDS)('secrets on %s', (kind) => {
     let stop = false;
     let n = 0;
     const load = (async () => {
-      while (!stop) {
+      // At least one write per tenant, however slowly the machine runs.
+      while (!stop || n < 8) {
         const tenant = `load-${n % 7}`;
         const name = `s${n}`;
         await instance.create(tenant, { name, kind: 'generic', value: `v${n}` });
@@ -152,7 +153,8 @@ describe.each(STORE_KINDS)('secrets on %s', (kind) => {
         await new Promise((resolve) => setImmediate(resolve));
       }
     })();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The rotation begins with writes under way.
+    while (n < 3) await new Promise((resolve) => setTimeout(resolve, 5));
     ring.addNewKey();
     await keys.rewrapAll();
     stop = true;
