@@ -21,6 +21,7 @@ import {
 import { clientContext, DEFAULT_URL, type ClientOptions } from './auth.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerBusCommands } from './bus-commands.js';
+import { registerFlowCommands } from './flows-commands.js';
 import { registerGatewayCommands } from './gateway-commands.js';
 import { CliError, type CliIo } from './io.js';
 import { DEFAULT_LOGIN_TIMEOUT_MS, login, logout } from './login.js';
@@ -139,6 +140,7 @@ $FLOWGATE_CLIENT_ID/$FLOWGATE_CLIENT_SECRET); else from the sign-in saved by "fl
   registerBusCommands(program, client);
   registerAuditCommands(program, client);
   registerGatewayCommands(program, client);
+  registerFlowCommands(program, client);
 
   return program;
 }
