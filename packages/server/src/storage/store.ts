@@ -151,7 +151,10 @@ function openSqlite(file: string, onBackgroundError: (message: string) => void):
     relaxedTransaction: (work) => kysely.connection().execute((connection) => relaxed(() => connection.transaction().execute(work))),
     lockTransaction: () => Promise.resolve(),
     reclaimSpace: async () => {
-      await sql`pragma incremental_vacuum`.execute(kysely);
+      // incremental_vacuum frees one page per step of its statement: run through Kysely it
+      // was stepped once and freed one page. exec() steps it to the end, holding the one
+      // connection so no transaction of another caller is open meanwhile.
+      await native.exclusive(() => database.exec('pragma incremental_vacuum'));
       await sql`pragma wal_checkpoint(TRUNCATE)`.execute(kysely);
     },
     beforeClose: () => checkpointer?.close(),

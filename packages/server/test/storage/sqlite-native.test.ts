@@ -27,6 +27,17 @@ describe('SQLite store: cached statements and the raw connection', () => {
     expect(answers.map((a) => a.text)).toEqual(['note 7', 'note 21', 'note 42']);
   });
 
+  it('gives the pages of deleted rows back to the file system on reclaimSpace', async () => {
+    const db = opened.store.db<Tables>();
+    for (let i = 1; i <= 500; i++) await db.insertInto('notes').values({ id: i, text: 'x'.repeat(8000) }).execute();
+    const pages = async () => Number((await sql<{ page_count: number }>`pragma page_count`.execute(db)).rows[0]!.page_count);
+    const full = await pages();
+    await db.deleteFrom('notes').execute();
+    expect(await pages()).toBe(full);
+    await opened.store.reclaimSpace();
+    expect(await pages()).toBeLessThan(full / 100);
+  });
+
   it('runs a statement again while an earlier run of it is still being iterated', async () => {
     await opened.store.db<Tables>().insertInto('notes').values([{ id: 1, text: 'a' }, { id: 2, text: 'b' }]).execute();
     const pairs = await opened.store.native!.exclusive((c) => {
