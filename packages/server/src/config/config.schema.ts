@@ -162,6 +162,8 @@ export const ConfigSchema = Type.Object(
         pollMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 200, description: 'How often each process looks for due steps that nothing announced (retries, other processes)' }),
         stepTimeoutMs: Type.Integer({ minimum: 1, maximum: 86_400_000, default: 60_000, description: "Step timeout for nodes and flows that set none" }),
         componentsDir: Type.Optional(Type.String({ minLength: 1, description: 'Folder of custom components (compiled .js/.mjs modules using defineComponent), loaded at start' })),
+        retentionDays: Type.Integer({ minimum: 0, maximum: 36_500, default: 30, description: 'Days finished executions (and their steps) are kept; 0 = for ever' }),
+        retentionIntervalMs: Type.Integer({ minimum: 1000, default: 60_000, description: 'How often execution retention runs' }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -45,6 +45,8 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_FLOWS_MAX_IN_FLIGHT: { path: 'flows.maxInFlight', kind: 'integer' },
   FLOWGATE_FLOWS_POLL_MS: { path: 'flows.pollMs', kind: 'integer' },
   FLOWGATE_FLOWS_STEP_TIMEOUT_MS: { path: 'flows.stepTimeoutMs', kind: 'integer' },
+  FLOWGATE_FLOWS_RETENTION_DAYS: { path: 'flows.retentionDays', kind: 'integer' },
+  FLOWGATE_FLOWS_RETENTION_INTERVAL_MS: { path: 'flows.retentionIntervalMs', kind: 'integer' },
   FLOWGATE_FLOWS_COMPONENTS_DIR: { path: 'flows.componentsDir', kind: 'string' },
   FLOWGATE_OTLP_ENDPOINT: { path: 'telemetry.otlpEndpoint', kind: 'string' },
   FLOWGATE_SERVICE_NAME: { path: 'telemetry.serviceName', kind: 'string' },

@@ -1,3 +1,4 @@
+import type { ExecutionStatus } from '@flowgate/contracts';
 import type { Registry } from 'prom-client';
 import type { EventBus } from '../bus/index.js';
 import type { FlowgateConfig } from '../config/index.js';
@@ -7,9 +8,11 @@ import type { Logger } from '../observability/index.js';
 import type { OutboundClient } from '../outbound/index.js';
 import { secretValue, type OAuth2Tokens, type SecretStore } from '../secrets/index.js';
 import type { Store } from '../storage/index.js';
-import { builtinComponents, ComponentRegistry, GuardedComponentHttp, loadCustomComponents } from './components/index.js';
+import { isFlowgateError } from '../errors/index.js';
+import { builtinComponents, ComponentRegistry, GuardedComponentHttp, loadCustomComponents, NonRetryableError, subflowComponent, type Subflows } from './components/index.js';
 import { EnginePart } from './engine-part.js';
 import { ExecutionQueries } from './engine/execution-queries.js';
+import { ExecutionRetention } from './engine/execution-retention.js';
 import { ExecutionStore } from './engine/execution.store.js';
 import { FlowEngine } from './engine/flow-engine.js';
 import { StepRunner, type SecretReader } from './engine/step-runner.js';
@@ -43,6 +46,7 @@ export interface Flows {
   readonly lifecycle: FlowLifecycle;
   readonly engine: FlowEngine;
   readonly scheduler: CronScheduler;
+  readonly retention: ExecutionRetention;
   /** Begins lifecycle reactions, scheduling, event triggers and step work. */
   start(): Promise<void>;
   registerRoutes(app: HttpApp): Promise<void>;
@@ -86,6 +90,7 @@ export async function createFlows(deps: FlowsDeps): Promise<Flows> {
     logger,
     settings: { leaseMs: config.flows.leaseMs, maxInFlight: config.flows.maxInFlight, pollMs: config.flows.pollMs },
   });
+  components.register(subflowComponent(subflowsOf(repository, engine)));
   const webhooks = new WebhookPart(store, clock);
   const scheduler = new CronScheduler(store, clock, logger, engine, { registry: deps.registry });
   const events = new EventTriggers(store, bus, engine, logger);
@@ -100,6 +105,7 @@ export async function createFlows(deps: FlowsDeps): Promise<Flows> {
     timeoutMs: config.flows.lifecycleTimeoutMs,
   });
   const queries = new ExecutionQueries(store);
+  const retention = new ExecutionRetention(store, clock, logger, { days: config.flows.retentionDays, intervalMs: config.flows.retentionIntervalMs });
   let signatureSweep: NodeJS.Timeout | undefined;
 
   return {
@@ -108,11 +114,13 @@ export async function createFlows(deps: FlowsDeps): Promise<Flows> {
     lifecycle,
     engine,
     scheduler,
+    retention,
     async start() {
       engine.begin();
       await lifecycle.begin();
       scheduler.start();
       events.begin();
+      retention.begin();
       signatureSweep = setInterval(() => void webhooks.dropExpiredSignatures().catch(() => undefined), 60_000);
       signatureSweep.unref();
     },
@@ -124,8 +132,27 @@ export async function createFlows(deps: FlowsDeps): Promise<Flows> {
       if (signatureSweep) clearInterval(signatureSweep);
       await scheduler.close();
       await events.close();
+      await retention.close();
       await lifecycle.close();
       await engine.close();
     },
+  };
+}
+
+/** The engine as the subflow component uses it: children by flow name, once per parent step. */
+function subflowsOf(repository: FlowRepository, engine: FlowEngine): Subflows {
+  return {
+    async start({ tenant, flow, input, parentExecutionId, stepId, traceparent }) {
+      let record;
+      try {
+        record = await repository.find(tenant, flow);
+      } catch (error) {
+        if (isFlowgateError(error) && error.status === 404) throw new NonRetryableError(`There is no flow named "${flow}".`, 'SUBFLOW_MISSING');
+        throw error;
+      }
+      const { execution, created } = await engine.start(record, { input, trigger: 'subflow', idempotencyKey: `subflow:${stepId}`, traceparent, parentExecutionId });
+      return { id: execution.id, status: execution.status as ExecutionStatus, output: execution.output === null ? null : JSON.parse(execution.output), created };
+    },
+    rerun: (tenant, id) => engine.rerun(tenant, id),
   };
 }

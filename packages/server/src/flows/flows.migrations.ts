@@ -96,6 +96,9 @@ export const flowsMigrations: readonly NamedMigration[] = [
       await db.schema.createIndex('flow_executions_tenant_created').on('flow_executions').columns(['tenant', 'created_at']).execute();
       await db.schema.createIndex('flow_executions_flow_status').on('flow_executions').columns(['flow_id', 'status']).execute();
       await db.schema.createIndex('flow_executions_deadline').on('flow_executions').columns(['status', 'deadline_at']).execute();
+      // Concurrency limits count an execution's running peers; retention deletes by finish time.
+      await db.schema.createIndex('flow_executions_concurrency').on('flow_executions').columns(['flow_id', 'concurrency_key', 'status']).execute();
+      await db.schema.createIndex('flow_executions_finished').on('flow_executions').columns(['finished_at']).execute();
       await db.schema
         .createTable('flow_steps')
         .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
@@ -115,11 +118,15 @@ export const flowsMigrations: readonly NamedMigration[] = [
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .addColumn('started_at', 'bigint')
         .addColumn('finished_at', 'bigint')
+        .addColumn('wait_key', 'varchar(320)')
+        .addColumn('wait_state', 'text')
         .addUniqueConstraint('flow_steps_once', ['execution_id', 'parent_id', 'node', 'phase'])
         .execute();
       await db.schema.createIndex('flow_steps_execution').on('flow_steps').columns(['execution_id', 'created_at']).execute();
       // Claiming reads ready steps by due time, and expired leases of running ones.
       await db.schema.createIndex('flow_steps_claim').on('flow_steps').columns(['status', 'due_at']).execute();
+      // A finished subflow or a matching event resolves the steps waiting on its key.
+      await db.schema.createIndex('flow_steps_wait').on('flow_steps').columns(['tenant', 'wait_key']).execute();
     },
   },
 ];

@@ -83,5 +83,15 @@ export interface FlowsTables {
     created_at: number;
     started_at: number | null;
     finished_at: number | null;
+    /** What a waiting step waits for (`execution:<id>`, `event:…`); null once resolved or when not waiting. */
+    wait_key: string | null;
+    /** A waiting step's {@link WaitState} (JSON): what a timeout does, and the result once resolved. */
+    wait_state: string | null;
   };
+}
+
+/** What a step waiting on a key keeps: its timeout policy, then the result that resolved it. */
+export interface WaitState {
+  readonly onTimeout: 'fail' | 'continue';
+  readonly result?: { readonly output: unknown } | { readonly error: { readonly code: string; readonly message: string } };
 }

@@ -59,6 +59,7 @@ function contextFor(options: ContextOptions = {}, published: Published[] = []): 
     flowId: 'flow-1',
     executionId: 'exec-1',
     node: 'step',
+    stepId: 'step-1',
     attempt: 1,
     signal: options.signal ?? new AbortController().signal,
     traceparent: TRACEPARENT,

@@ -12,7 +12,14 @@ export type StepDirective =
   /** The step completes with `output` at `until` (epoch ms), durably: a restart keeps the wait. */
   | { readonly directive: 'sleep'; readonly until: number; readonly output: unknown }
   /** The execution's answer to a caller waiting on it (a synchronous webhook); the message goes on as `output`. */
-  | { readonly directive: 'respond'; readonly response: ExecutionResponse; readonly output: unknown };
+  | { readonly directive: 'respond'; readonly response: ExecutionResponse; readonly output: unknown }
+  /**
+   * The step waits, durably and without holding a worker, until the engine resolves `key`
+   * (a subflow's end, a matching event) or `until` (epoch ms) passes. Resolved, the step
+   * completes with the result's output (or fails with its error); timed out, it fails with
+   * WAIT_TIMEOUT, or with `onTimeout: 'continue'` passes its input on.
+   */
+  | { readonly directive: 'wait'; readonly key: string; readonly until: number; readonly onTimeout: 'fail' | 'continue' };
 
 /** What a synchronous webhook answers. */
 export interface ExecutionResponse {
@@ -93,6 +100,8 @@ export interface ComponentContext {
   readonly flowId: string;
   readonly executionId: string;
   readonly node: string;
+  /** The step's id: stable across its attempts and re-runs, so a side effect can be keyed on it. */
+  readonly stepId: string;
   /** 1 on the first attempt. */
   readonly attempt: number;
   /** Aborted when the step times out or the execution is cancelled. */

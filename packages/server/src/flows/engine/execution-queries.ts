@@ -64,6 +64,7 @@ export function executionView(row: ExecutionRow, steps?: readonly StepRow[]): Ex
     input: shown(row.input),
     output: shown(row.output),
     error: row.error ? (JSON.parse(row.error) as ExecutionView['error']) : null,
+    parent_execution_id: row.parent_execution_id,
     trace_id: row.traceparent.split('-')[1] ?? '',
     created_at: isoTime(Number(row.created_at)),
     finished_at: row.finished_at === null ? null : isoTime(Number(row.finished_at)),

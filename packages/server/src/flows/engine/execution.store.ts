@@ -3,7 +3,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { EventBus } from '../../bus/index.js';
 import { newId, type Clock } from '../../kernel/index.js';
 import { isUniqueViolation, type Store } from '../../storage/index.js';
-import type { FlowsTables } from '../flows.tables.js';
+import type { FlowsTables, WaitState } from '../flows.tables.js';
 import type { StepPlan } from './orchestrator.js';
 
 export type ExecutionRow = FlowsTables['flow_executions'];
@@ -21,19 +21,33 @@ export interface NewExecution {
   readonly traceparent: string;
   readonly deadlineAt?: number | undefined;
   readonly parentExecutionId?: string | undefined;
+  /** With a concurrency limit: the key its peers share, and how many may run at once. */
+  readonly concurrency?: { readonly key: string; readonly limit: number } | undefined;
   readonly first: readonly StepPlan[];
 }
+
+/**
+ * What else happens, in the same transaction, when an execution finishes: the engine
+ * resolves a parent's wait, lets a queued peer run, starts the error flow.
+ */
+export type FinishHook = (trx: Trx, execution: ExecutionRow) => Promise<void>;
+
+/** The result a wait key already has (a subflow that ended before its parent began waiting), if any. */
+export type WaitProbe = (trx: Trx, tenant: string, key: string) => Promise<WaitState['result'] | undefined>;
 
 /** What a finished run of a step decided; applied in one transaction with others (group commit). */
 export type StepOutcome =
   | { readonly kind: 'succeeded'; readonly step: StepRow; readonly output: unknown; readonly next: readonly StepPlan[]; readonly response?: unknown; readonly leaf: boolean }
   | { readonly kind: 'sleep'; readonly step: StepRow; readonly until: number; readonly output: unknown; readonly response?: unknown }
+  | { readonly kind: 'wait'; readonly step: StepRow; readonly key: string; readonly until: number; readonly onTimeout: WaitState['onTimeout'] }
   | { readonly kind: 'retry'; readonly step: StepRow; readonly at: number; readonly error: { code: string; message: string } }
   | { readonly kind: 'failed'; readonly step: StepRow; readonly error: { code: string; message: string } };
 
 /** Steps that still have work ahead; an execution with none left is finished. */
 const OPEN_STEPS = ['ready', 'running', 'waiting', 'held'];
 const FINISHED: readonly ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'];
+/** Executions that hold one of their flow's concurrency slots. */
+const OCCUPYING: readonly ExecutionStatus[] = ['running', 'paused'];
 
 /**
  * The engine's durable state: executions and steps in the state store. A step's
@@ -44,6 +58,10 @@ const FINISHED: readonly ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'
  */
 export class ExecutionStore {
   readonly db: Kysely<FlowsTables>;
+  /** Set by the engine: what follows an execution's end. */
+  onFinish: FinishHook | undefined;
+  /** Set by the engine: whether a key a step begins waiting on is resolved already. */
+  probeWait: WaitProbe | undefined;
 
   constructor(
     private readonly store: Store,
@@ -67,7 +85,7 @@ export class ExecutionStore {
       output: null,
       error: null,
       idempotency_key: execution.idempotencyKey ?? null,
-      concurrency_key: null,
+      concurrency_key: execution.concurrency?.key ?? null,
       traceparent: execution.traceparent,
       response: null,
       parent_execution_id: execution.parentExecutionId ?? null,
@@ -77,8 +95,11 @@ export class ExecutionStore {
       deadline_at: execution.deadlineAt ?? null,
     };
     const write = async (t: Trx) => {
+      // Over its flow's concurrency limit, an execution waits its turn: queued, its first steps held.
+      if (execution.concurrency && (await this.slotsTaken(t, row.flow_id, execution.concurrency.key)) >= execution.concurrency.limit) row.status = 'queued';
       await t.insertInto('flow_executions').values(row).execute();
-      if (execution.first.length > 0) await t.insertInto('flow_steps').values(execution.first.map((plan) => this.stepRow(row, '', plan, now))).execute();
+      const status = row.status === 'queued' ? 'held' : 'ready';
+      if (execution.first.length > 0) await t.insertInto('flow_steps').values(execution.first.map((plan) => this.stepRow(row, '', plan, now, status))).execute();
       await this.publish(t, row, EXECUTION_EVENTS.started, { input_size: row.input.length });
       if (execution.first.length === 0) await this.finish(t, row.id, 'succeeded', null, null);
     };
@@ -97,6 +118,71 @@ export class ExecutionStore {
         .executeTakeFirstOrThrow();
       return { row: first, created: false };
     }
+  }
+
+  /**
+   * How many executions hold a slot under a concurrency key. The count and what follows it
+   * run under a lock on the key, so two starts cannot both take the last slot.
+   */
+  private async slotsTaken(trx: Trx, flowId: string, key: string): Promise<number> {
+    await this.store.lockTransaction(trx as unknown as Kysely<unknown>, `flow-concurrency:${flowId}:${key}`);
+    const row = await trx
+      .selectFrom('flow_executions')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('flow_id', '=', flowId)
+      .where('concurrency_key', '=', key)
+      .where('status', 'in', OCCUPYING as ExecutionStatus[])
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** Lets queued executions under a concurrency key run, oldest first, while slots are free. */
+  async admitQueued(trx: Trx, flowId: string, key: string, limit: number): Promise<string[]> {
+    const free = limit - (await this.slotsTaken(trx, flowId, key));
+    if (free <= 0) return [];
+    const queued = await trx
+      .selectFrom('flow_executions')
+      .select('id')
+      .where('flow_id', '=', flowId)
+      .where('concurrency_key', '=', key)
+      .where('status', '=', 'queued')
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(free)
+      .execute();
+    const ids = queued.map((q) => q.id);
+    if (ids.length === 0) return [];
+    const now = this.clock.now();
+    await trx.updateTable('flow_executions').set({ status: 'running', updated_at: now }).where('id', 'in', ids).where('status', '=', 'queued').execute();
+    await trx.updateTable('flow_steps').set({ status: 'ready', due_at: now }).where('execution_id', 'in', ids).where('status', '=', 'held').execute();
+    return ids;
+  }
+
+  /**
+   * Resolves the steps waiting on `key` (in the tenant): each wakes at once and completes
+   * with the result. A step whose wait already timed out (it is running) is left alone.
+   */
+  async resolveWaits(trx: Trx, tenant: string, key: string, result: NonNullable<WaitState['result']>): Promise<number> {
+    await this.lockWait(trx, tenant, key);
+    const waiting = await trx.selectFrom('flow_steps').select(['id', 'wait_state']).where('tenant', '=', tenant).where('wait_key', '=', key).where('status', 'in', ['waiting', 'held']).execute();
+    const now = this.clock.now();
+    let resolved = 0;
+    for (const step of waiting) {
+      const state = { ...(JSON.parse(step.wait_state ?? '{"onTimeout":"fail"}') as WaitState), result };
+      const changed = await trx
+        .updateTable('flow_steps')
+        .set({ wait_key: null, wait_state: JSON.stringify(state), due_at: now })
+        .where('id', '=', step.id)
+        .where('wait_key', '=', key)
+        .where('status', 'in', ['waiting', 'held'])
+        .executeTakeFirst();
+      resolved += Number(changed.numUpdatedRows);
+    }
+    return resolved;
+  }
+
+  private lockWait(trx: Trx, tenant: string, key: string): Promise<void> {
+    return this.store.lockTransaction(trx as unknown as Kysely<unknown>, `flow-wait:${tenant}:${key}`);
   }
 
   private stepRow(execution: Pick<ExecutionRow, 'id' | 'tenant'>, parentId: string, plan: StepPlan, now: number, status = 'ready'): StepRow {
@@ -118,6 +204,8 @@ export class ExecutionStore {
       created_at: now,
       started_at: null,
       finished_at: null,
+      wait_key: null,
+      wait_state: null,
     };
   }
 
@@ -167,14 +255,16 @@ export class ExecutionStore {
       .where('status', '=', 'running')
       .where('lease_until', '<', now)
       .where('output', 'is', null)
+      .where('wait_state', 'is', null)
       .executeTakeFirst();
-    // A woken sleeper keeps its output and goes back to waiting, so it wakes again rather than re-running.
+    // A woken sleeper keeps its output (a woken waiter its wait) and goes back to waiting, so
+    // it wakes again rather than running its component again.
     const woken = await this.db
       .updateTable('flow_steps')
       .set({ status: 'waiting', lease_owner: null, lease_until: null, due_at: now })
       .where('status', '=', 'running')
       .where('lease_until', '<', now)
-      .where('output', 'is not', null)
+      .where((eb) => eb.or([eb('output', 'is not', null), eb('wait_state', 'is not', null)]))
       .executeTakeFirst();
     return Number(result.numUpdatedRows) + Number(woken.numUpdatedRows);
   }
@@ -196,12 +286,20 @@ export class ExecutionStore {
         let changed: { numUpdatedRows: bigint };
         if (outcome.kind === 'succeeded') {
           changed = await update.set({ status: 'succeeded', output: JSON.stringify(outcome.output ?? null), error: null, finished_at: now, lease_owner: null, lease_until: null }).executeTakeFirst();
+        } else if (outcome.kind === 'wait') {
+          // Locked like resolveWaits: whichever of the wait and its resolution commits second sees the other.
+          await this.lockWait(trx, step.tenant, outcome.key);
+          const result = await this.probeWait?.(trx, step.tenant, outcome.key);
+          const state: WaitState = result ? { onTimeout: outcome.onTimeout, result } : { onTimeout: outcome.onTimeout };
+          changed = await update
+            .set({ status: 'waiting', wait_key: result ? null : outcome.key, wait_state: JSON.stringify(state), due_at: result ? now : outcome.until, lease_owner: null, lease_until: null })
+            .executeTakeFirst();
         } else if (outcome.kind === 'sleep') {
           changed = await update.set({ status: 'waiting', output: JSON.stringify(outcome.output ?? null), due_at: outcome.until, lease_owner: null, lease_until: null }).executeTakeFirst();
         } else if (outcome.kind === 'retry') {
-          changed = await update.set({ status: 'ready', error: JSON.stringify(outcome.error), due_at: outcome.at, lease_owner: null, lease_until: null }).executeTakeFirst();
+          changed = await update.set({ status: 'ready', error: JSON.stringify(outcome.error), due_at: outcome.at, wait_key: null, wait_state: null, lease_owner: null, lease_until: null }).executeTakeFirst();
         } else {
-          changed = await update.set({ status: 'failed', error: JSON.stringify(outcome.error), finished_at: now, lease_owner: null, lease_until: null }).executeTakeFirst();
+          changed = await update.set({ status: 'failed', error: JSON.stringify(outcome.error), finished_at: now, wait_key: null, lease_owner: null, lease_until: null }).executeTakeFirst();
         }
         if (Number(changed.numUpdatedRows) !== 1) continue; // the lease was lost: another run records this step
         applied.add(step.id);
@@ -259,6 +357,7 @@ export class ExecutionStore {
     if (Number(changed.numUpdatedRows) !== 1) return false;
     const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
     if (status !== 'cancelled') await this.publish(trx, row, status === 'succeeded' ? EXECUTION_EVENTS.succeeded : EXECUTION_EVENTS.failed, error ? { error } : {});
+    await this.onFinish?.(trx, row);
     return true;
   }
 
@@ -326,7 +425,7 @@ export class ExecutionStore {
       if (Number(changed.numUpdatedRows) !== 1) return false;
       const reopened = await trx
         .updateTable('flow_steps')
-        .set({ status: 'ready', attempt: 0, due_at: now, finished_at: null, error: null, output: null })
+        .set({ status: 'ready', attempt: 0, due_at: now, finished_at: null, error: null, output: null, wait_key: null, wait_state: null })
         .where('execution_id', '=', executionId)
         .where('status', 'in', ['failed', 'cancelled'])
         .executeTakeFirst();
@@ -340,7 +439,7 @@ export class ExecutionStore {
   /** Fails executions past their deadline (the flow's timeout). */
   async expireDeadlines(): Promise<string[]> {
     const now = this.clock.now();
-    const late = await this.db.selectFrom('flow_executions').select('id').where('status', 'in', ['running', 'paused']).where('deadline_at', '<', now).limit(100).execute();
+    const late = await this.db.selectFrom('flow_executions').select('id').where('status', 'in', ['queued', 'running', 'paused']).where('deadline_at', '<', now).limit(100).execute();
     const failed: string[] = [];
     for (const { id } of late) {
       const done = await this.changeExecution(id, async (trx, at) => {

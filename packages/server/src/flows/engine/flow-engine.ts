@@ -7,6 +7,7 @@ import { evaluate } from '../expressions.js';
 import type { FlowRecord, FlowRepository } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import type { ExecutionRow, ExecutionStore, StepOutcome, StepRow } from './execution.store.js';
+import { FinishFollowUps } from './finish-follow-ups.js';
 import { firstSteps } from './orchestrator.js';
 import type { StepRunner } from './step-runner.js';
 
@@ -31,10 +32,12 @@ export interface FlowEngineOptions {
 /** How an execution is started. */
 export interface StartRequest {
   readonly input: unknown;
-  /** webhook, cron, event, manual, subflow, rerun. */
+  /** webhook, cron, event, manual, subflow, error. */
   readonly trigger: string;
   readonly idempotencyKey?: string | undefined;
   readonly traceparent?: string | undefined;
+  /** The execution whose `subflow` step started this one. */
+  readonly parentExecutionId?: string | undefined;
 }
 
 /** What a caller waiting on an execution gets: its `respond` answer, its end, or nothing in time. */
@@ -60,7 +63,22 @@ export class FlowEngine {
   private loop: Promise<void> | undefined;
   private closed = false;
 
-  constructor(private readonly options: FlowEngineOptions) {}
+  constructor(private readonly options: FlowEngineOptions) {
+    const followUps = new FinishFollowUps({
+      executions: options.executions,
+      definitionOf: async (trx, execution) => {
+        const cached = this.graphs.get(`${execution.flow_id}@${Number(execution.flow_version)}`);
+        if (cached) return cached.definition;
+        const row = await trx.selectFrom('flow_versions').select('definition').where('flow_id', '=', execution.flow_id).where('version', '=', Number(execution.flow_version)).executeTakeFirstOrThrow();
+        return JSON.parse(row.definition) as FlowRecord['definition'];
+      },
+      start: async (trx, flow, input, trigger, idempotencyKey, traceparent) => {
+        await this.start(flow, { input, trigger, idempotencyKey, traceparent }, trx);
+      },
+    });
+    options.executions.onFinish = followUps.run;
+    options.executions.probeWait = followUps.probe;
+  }
 
   begin(): void {
     const { leaseMs } = this.options.settings;
@@ -71,7 +89,10 @@ export class FlowEngine {
       if ((await this.options.executions.recoverExpiredLeases()) > 0) this.wake();
     });
     this.every(1000, async () => {
-      for (const id of await this.options.executions.expireDeadlines()) this.notify(id);
+      const expired = await this.options.executions.expireDeadlines();
+      for (const id of expired) this.notify(id);
+      // An expired execution may have freed a concurrency slot or resolved a parent's wait.
+      if (expired.length > 0) this.wake();
     });
     this.loop = this.work();
   }
@@ -106,11 +127,9 @@ export class FlowEngine {
     const definition = flow.definition;
     const traceparent = formatTraceparent(startSpan(request.traceparent));
     let idempotencyKey = request.idempotencyKey;
-    if (idempotencyKey === undefined && definition.settings?.idempotencyKey) {
-      const value = await evaluate(definition.settings.idempotencyKey, request.input);
-      if (value !== undefined && value !== null) idempotencyKey = (typeof value === 'string' ? value : JSON.stringify(value)).slice(0, 256);
-    }
+    if (idempotencyKey === undefined && definition.settings?.idempotencyKey) idempotencyKey = keyOf(await evaluate(definition.settings.idempotencyKey, request.input)) || undefined;
     const timeoutMs = definition.settings?.timeoutMs;
+    const concurrency = definition.settings?.concurrency;
     const { row, created } = await this.options.executions.create(
       {
         tenant: flow.tenant,
@@ -121,6 +140,8 @@ export class FlowEngine {
         idempotencyKey,
         traceparent,
         deadlineAt: timeoutMs ? this.options.clock.now() + timeoutMs : undefined,
+        parentExecutionId: request.parentExecutionId,
+        concurrency: concurrency ? { key: concurrency.key ? keyOf(await evaluate(concurrency.key, request.input)) : '', limit: concurrency.limit } : undefined,
         first: firstSteps(this.graph(flow.id, flow.version, definition), request.input),
       },
       trx,
@@ -264,6 +285,16 @@ export class FlowEngine {
     // Steps running now finish, but their outcomes no longer count: the steps are cancelled.
     await this.operate(tenant, id, 'cancel', (i) => this.options.executions.cancel(i));
     this.notify(id);
+    // Its end may have resolved a parent's wait or freed a concurrency slot.
+    this.wake();
+  }
+
+  /** Resolves the steps of the tenant waiting on `key` (a matching event); true when some were. */
+  async resolveWaits(tenant: string, key: string, output: unknown): Promise<boolean> {
+    const executions = this.options.executions;
+    const resolved = await executions.db.transaction().execute((trx) => executions.resolveWaits(trx, tenant, key, { output }));
+    if (resolved > 0) this.wake();
+    return resolved > 0;
   }
 
   async pause(tenant: string, id: string): Promise<void> {
@@ -288,4 +319,10 @@ export class FlowEngine {
       throw new FlowgateError('FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT', `The execution is ${now?.status ?? row.status}; it cannot ${what} now.`, { extensions: { status: now?.status ?? row.status } });
     }
   }
+}
+
+/** An expression's value as a key: a string as it is, anything else as JSON; '' for nothing. */
+function keyOf(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  return (typeof value === 'string' ? value : JSON.stringify(value)).slice(0, 256);
 }

@@ -4,6 +4,7 @@ import { isDirective, NonRetryableError, RetryLaterError, type Component, type C
 import type { ComponentRegistry } from '../components/registry.js';
 import type { FlowGraph } from '../definition.js';
 import { evaluate, holds, resolveTemplates } from '../expressions.js';
+import type { WaitState } from '../flows.tables.js';
 import type { ExecutionRow, StepOutcome, StepRow } from './execution.store.js';
 import { candidateEdges, nextSteps, retryDecision, type Phase, type StepFailure } from './orchestrator.js';
 
@@ -40,6 +41,8 @@ export class StepRunner {
     const bindings = { execution: { id: execution.id, flowId: execution.flow_id, trigger: execution.trigger } };
     // A sleeper that is due: its output was recorded when it went to sleep.
     if (step.output !== null) return this.succeeded(step, graph, phase, JSON.parse(step.output), undefined, bindings);
+    // A waiter that woke: resolved (a subflow ended, an event came), or its time ran out.
+    if (step.wait_state !== null) return this.woken(step, graph, phase, input, JSON.parse(step.wait_state) as WaitState, step.wait_key !== null, bindings);
     const revealed = new Set<string>();
     try {
       const timeoutMs = node.timeoutMs ?? definition.settings?.stepTimeoutMs ?? this.options.defaultStepTimeoutMs;
@@ -87,6 +90,7 @@ export class StepRunner {
         flowId: execution.flow_id,
         executionId: execution.id,
         node: step.node,
+        stepId: step.id,
         attempt: step.attempt,
         signal,
         traceparent: execution.traceparent,
@@ -108,7 +112,17 @@ export class StepRunner {
         return { kind: 'sleep', step, until: result.until, output: redact(result.output, revealed) };
       case 'respond':
         return this.succeeded(step, graph, phase, redact(result.output, revealed), redact(result.response, revealed), bindings);
+      case 'wait':
+        return { kind: 'wait', step, key: result.key, until: result.until, onTimeout: result.onTimeout };
     }
+  }
+
+  private async woken(step: StepRow, graph: FlowGraph, phase: Phase, input: unknown, state: WaitState, timedOut: boolean, bindings: Record<string, unknown>): Promise<StepOutcome> {
+    const result = state.result;
+    if (result && 'output' in result) return this.succeeded(step, graph, phase, result.output, undefined, bindings);
+    if (result) return { kind: 'failed', step, error: { code: result.error.code, message: result.error.message } };
+    if (timedOut && state.onTimeout === 'continue') return this.succeeded(step, graph, phase, input, undefined, bindings);
+    return { kind: 'failed', step, error: { code: 'WAIT_TIMEOUT', message: 'Nothing resolved the wait before its timeout.' } };
   }
 
   private async succeeded(step: StepRow, graph: FlowGraph, phase: Phase, output: unknown, response: unknown, bindings: Record<string, unknown>, port?: string): Promise<StepOutcome> {

@@ -7,8 +7,11 @@ import { httpComponent } from './http.js';
 import { publishComponent } from './publish.js';
 import { respondComponent } from './respond.js';
 import { transformComponent } from './transform.js';
+import { waitForEventComponent } from './wait-for-event.js';
 
-export { branchComponent, delayComponent, filterComponent, httpComponent, publishComponent, respondComponent, transformComponent };
+export { branchComponent, delayComponent, filterComponent, httpComponent, publishComponent, respondComponent, transformComponent, waitForEventComponent };
+export { subflowComponent, type ChildExecution, type SubflowConfig, type Subflows } from './subflow.js';
+export { eventWaitKey, type WaitForEventConfig } from './wait-for-event.js';
 export type { BranchConfig } from './branch.js';
 export type { DelayConfig } from './delay.js';
 export type { FilterConfig } from './filter.js';
@@ -17,7 +20,7 @@ export type { PublishConfig } from './publish.js';
 export type { RespondConfig } from './respond.js';
 export type { TransformConfig } from './transform.js';
 
-/** The built-in components, to register in a `ComponentRegistry`. (`subflow` and `wait-for-event` are not here: they act on the engine's own state.) */
+/** The built-in components that need nothing of the engine, to register in a `ComponentRegistry`; `subflow` is built with the engine it starts children on. */
 export function builtinComponents(): Component[] {
-  return [httpComponent, transformComponent, filterComponent, branchComponent, delayComponent, publishComponent, respondComponent];
+  return [httpComponent, transformComponent, filterComponent, branchComponent, delayComponent, publishComponent, respondComponent, waitForEventComponent];
 }

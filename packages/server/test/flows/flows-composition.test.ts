@@ -1,0 +1,180 @@
+/**
+ * Flows that use other flows and wait on the world (issue 5): a `subflow` step runs another
+ * flow and passes its output on (and its failure, and a re-run down to it); a failed
+ * execution starts its flow's error flow; a concurrency limit queues what is over it, per
+ * flow and per key; a `wait-for-event` step resumes on the matching event or times out.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/bus.js';
+import { api } from '../support/http.js';
+import { createTenant, type TenantOwner } from '../support/iam.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+import { startUpstream, type FakeUpstream } from '../support/upstream.js';
+
+type Json = Record<string, unknown>;
+
+describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flows, concurrency and waits', (store) => {
+  let server: TestServer;
+  let base: string;
+  let acme: TenantOwner;
+  let upstream: FakeUpstream;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    server = await startTestServer({ store, config: { flows: { pollMs: 20 }, outbound: { allow: '127.0.0.1/32' } } });
+    base = server.url;
+    acme = await createTenant(base, `compose-${store}`);
+  });
+  afterAll(async () => {
+    await server.close();
+    await upstream.close();
+  });
+
+  /** Creates a flow and starts it: manual runs and event waits need an active flow. */
+  const create = async (body: unknown): Promise<string> => {
+    const res = await api(base, 'POST', '/api/v1/flows', { token: acme.token, body });
+    if (res.status !== 201) throw new Error(`flow refused: ${res.text}`);
+    const id = res.body.id as string;
+    await api(base, 'POST', `/api/v1/flows/${id}/start`, { token: acme.token });
+    await waitFor('the flow to be active', async () => (await api(base, 'GET', `/api/v1/flows/${id}`, { token: acme.token })).body.status === 'active');
+    return id;
+  };
+  const run = async (id: string, input: unknown): Promise<string> => {
+    const res = await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: acme.token, body: { input } });
+    if (res.status !== 201) throw new Error(`run refused: ${res.text}`);
+    return res.body.id as string;
+  };
+  const execution = async (id: string): Promise<Json> => (await api(base, 'GET', `/api/v1/executions/${id}`, { token: acme.token })).body as Json;
+  const finished = async (id: string): Promise<Json> => {
+    await waitFor(`execution ${id} to finish`, async () => ['succeeded', 'failed', 'cancelled'].includes((await execution(id)).status as string), 20_000);
+    return execution(id);
+  };
+  const executionsOf = async (flowId: string): Promise<Json[]> => (await api(base, 'GET', `/api/v1/executions?flow=${flowId}&limit=100`, { token: acme.token })).body.items as Json[];
+  const manual = (name: string, nodes: unknown[], extra: Json = {}) => ({ name, triggers: [{ type: 'manual' }], nodes, edges: edgesOf(nodes), ...extra });
+
+  it('runs a subflow and passes its output on; the child records its parent', async () => {
+    const child = await create(manual('double', [{ id: 'twice', component: 'transform', config: { expression: '{"n": n * 2}' } }]));
+    const parent = await create(
+      manual('uses-double', [
+        { id: 'call', component: 'subflow', config: { flow: 'double', input: { n: '{{ n + 1 }}' } } },
+        { id: 'after', component: 'transform', config: { expression: '{"result": n}' } },
+      ]),
+    );
+    const done = await finished(await run(parent, { n: 4 }));
+    expect(done).toMatchObject({ status: 'succeeded', output: { result: 10 } });
+    const children = await executionsOf(child);
+    expect(children).toHaveLength(1);
+    expect(children[0]).toMatchObject({ status: 'succeeded', trigger: 'subflow', parent_execution_id: done.id });
+  });
+
+  it("fails a subflow step with the child's failure, and a re-run re-runs the child from its failed step", async () => {
+    // The upstream refuses the first call (a 4xx is not retried) and accepts the next.
+    let calls = 0;
+    upstream.answer((_req, res) => {
+      calls += 1;
+      res.writeHead(calls === 1 ? 409 : 200, { 'content-type': 'application/json' }).end(JSON.stringify({ call: calls }));
+    });
+    const child = await create(
+      manual('picky', [
+        { id: 'prepare', component: 'transform', config: { expression: '{"prepared": true}' } },
+        { id: 'book', component: 'http', config: { method: 'POST', url: `${upstream.url}/book` } },
+      ]),
+    );
+    const parent = await create(manual('uses-picky', [{ id: 'call', component: 'subflow', config: { flow: 'picky' } }]));
+    const id = await run(parent, {});
+    const failed = await finished(id);
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatchObject({ code: 'SUBFLOW_FAILED', node: 'call' });
+    expect((failed.error as Json).message).toMatch(/failed at node book: .*409/);
+
+    const rerun = await api(base, 'POST', `/api/v1/executions/${id}/rerun`, { token: acme.token });
+    expect(rerun.status).toBe(200);
+    const again = await finished(id);
+    expect(again.status).toBe('succeeded');
+    expect((again.output as Json).body).toEqual({ call: 2 });
+    // The same child ran again from its failed node: its first node was kept, not repeated.
+    const children = await executionsOf(child);
+    expect(children).toHaveLength(1);
+    const steps = (await execution(children[0]!.id as string)).steps as Json[];
+    expect(steps.filter((s) => s.node === 'prepare')).toHaveLength(1);
+    expect(steps.filter((s) => s.node === 'book').map((s) => s.status)).toEqual(['succeeded']);
+    expect(calls).toBe(2);
+  });
+
+  it('starts the error flow of a failed execution with what failed, and none for a success', async () => {
+    const errors = await create(manual('on-error', [{ id: 'note', component: 'transform', config: { expression: '{"failed": execution.id, "flow": execution.flow_name, "why": execution.error.message}' } }]));
+    const risky = await create(
+      manual('risky', [{ id: 'boom', component: 'transform', config: { expression: 'fail ? $error("it broke") : {"ok": true}' } }], { settings: { errorFlow: 'on-error', retries: { count: 0 } } }),
+    );
+    const good = await finished(await run(risky, { fail: false }));
+    expect(good.status).toBe('succeeded');
+    const bad = await finished(await run(risky, { fail: true }));
+    expect(bad.status).toBe('failed');
+    await waitFor('the error flow to run', async () => (await executionsOf(errors)).length === 1);
+    const report = await finished((await executionsOf(errors))[0]!.id as string);
+    expect(report).toMatchObject({ status: 'succeeded', trigger: 'error', output: { failed: bad.id, flow: 'risky', why: expect.stringMatching(/it broke$/) } });
+  });
+
+  it('holds executions over the concurrency limit as queued and runs them in turn', async () => {
+    const slow = await create(manual('one-at-a-time', [{ id: 'wait', component: 'delay', config: { ms: 300 } }], { settings: { concurrency: { limit: 1 } } }));
+    const ids = [await run(slow, { i: 1 }), await run(slow, { i: 2 }), await run(slow, { i: 3 })];
+    const statuses = await Promise.all(ids.map(async (id) => (await execution(id)).status));
+    expect(statuses).toEqual(['running', 'queued', 'queued']);
+    const done = await Promise.all(ids.map(finished));
+    expect(done.map((d) => d.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    // One at a time: each started its step after the one before had finished.
+    const spans = done.map((d) => {
+      const step = (d.steps as Json[])[0]!;
+      return { started: Date.parse(step.started_at as string), finished: Date.parse(d.finished_at as string) };
+    });
+    expect(spans[1]!.started).toBeGreaterThanOrEqual(spans[0]!.finished);
+    expect(spans[2]!.started).toBeGreaterThanOrEqual(spans[1]!.finished);
+  });
+
+  it('applies a keyed concurrency limit per key, and a cancelled queued execution frees nothing it did not hold', async () => {
+    const flow = await create(manual('per-customer', [{ id: 'wait', component: 'delay', config: { ms: 400 } }], { settings: { concurrency: { limit: 1, key: 'customer' } } }));
+    const a1 = await run(flow, { customer: 'a' });
+    const a2 = await run(flow, { customer: 'a' });
+    const b1 = await run(flow, { customer: 'b' });
+    const a3 = await run(flow, { customer: 'a' });
+    expect([(await execution(a1)).status, (await execution(a2)).status, (await execution(b1)).status, (await execution(a3)).status]).toEqual(['running', 'queued', 'running', 'queued']);
+    expect((await api(base, 'POST', `/api/v1/executions/${a2}/cancel`, { token: acme.token })).status).toBe(200);
+    // a1 still holds the key's only slot: cancelling the queued a2 lets nothing else in.
+    expect((await execution(a3)).status).toBe('queued');
+    expect((await finished(a2)).status).toBe('cancelled');
+    expect((await finished(a3)).status).toBe('succeeded');
+  });
+
+  it('resumes a wait-for-event step on the matching event, and times out without one', async () => {
+    const flow = await create(
+      manual('await-payment', [
+        { id: 'paid', component: 'wait-for-event', config: { topic: 'payments.received', match: { event: 'payload.order', value: '{{ order }}' }, timeoutMs: 20_000 } },
+        { id: 'done', component: 'transform', config: { expression: '{"amount": payload.amount}' } },
+      ]),
+    );
+    const quick = await create(manual('await-never', [{ id: 'never', component: 'wait-for-event', config: { topic: 'payments.received', match: { event: 'payload.order', value: 'nobody' }, timeoutMs: 300 } }]));
+    const patient = await create(
+      manual('await-never-continue', [{ id: 'never', component: 'wait-for-event', config: { topic: 'payments.received', timeoutMs: 300, onTimeout: 'continue', match: { event: 'payload.order', value: 'nobody' } } }]),
+    );
+    const waiting = await run(flow, { order: 'o-1' });
+    const other = await run(flow, { order: 'o-2' });
+    await waitFor('both to wait', async () => {
+      const steps = await Promise.all([waiting, other].map(async (id) => ((await execution(id)).steps as Json[])[0]?.status));
+      return steps.every((s) => s === 'waiting');
+    });
+    const publish = await api(base, 'POST', '/api/v1/topics/payments.received/events', { token: acme.token, body: { payload: { order: 'o-1', amount: 42 } } });
+    expect(publish.status).toBeLessThan(300);
+    expect(await finished(waiting)).toMatchObject({ status: 'succeeded', output: { amount: 42 } });
+    // The event named o-1: the execution waiting for o-2 still waits.
+    expect((await execution(other)).status).toBe('running');
+
+    expect(await finished(await run(quick, {}))).toMatchObject({ status: 'failed', error: { code: 'WAIT_TIMEOUT', node: 'never' } });
+    expect(await finished(await run(patient, { kept: true }))).toMatchObject({ status: 'succeeded', output: { kept: true } });
+    await api(base, 'POST', `/api/v1/executions/${other}/cancel`, { token: acme.token });
+  });
+});
+
+function edgesOf(nodes: unknown[]): Array<{ from: string; to: string }> {
+  const ids = (nodes as Array<{ id: string }>).map((n) => n.id);
+  return ids.slice(1).map((to, i) => ({ from: ids[i]!, to }));
+}
