@@ -4,6 +4,7 @@ import type { EventBus } from '../../bus/index.js';
 import { newId, type Clock } from '../../kernel/index.js';
 import { isUniqueViolation, type Store } from '../../storage/index.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
+import { ExecutionGates } from './execution-gates.js';
 import type { StepPlan } from './orchestrator.js';
 
 export type ExecutionRow = FlowsTables['flow_executions'];
@@ -46,8 +47,6 @@ export type StepOutcome =
 /** Steps that still have work ahead; an execution with none left is finished. */
 const OPEN_STEPS = ['ready', 'running', 'waiting', 'held'];
 const FINISHED: readonly ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'];
-/** Executions that hold one of their flow's concurrency slots. */
-const OCCUPYING: readonly ExecutionStatus[] = ['running', 'paused'];
 
 /**
  * The engine's durable state: executions and steps in the state store. A step's
@@ -58,6 +57,8 @@ const OCCUPYING: readonly ExecutionStatus[] = ['running', 'paused'];
  */
 export class ExecutionStore {
   readonly db: Kysely<FlowsTables>;
+  /** Concurrency slots and waits. */
+  readonly gates: ExecutionGates;
   /** Set by the engine: what follows an execution's end. */
   onFinish: FinishHook | undefined;
   /** Set by the engine: whether a key a step begins waiting on is resolved already. */
@@ -69,6 +70,7 @@ export class ExecutionStore {
     private readonly clock: Clock,
   ) {
     this.db = store.db<FlowsTables>();
+    this.gates = new ExecutionGates(store, clock);
   }
 
   /** Inserts an execution and its first steps; with an idempotency key already used, answers the first execution instead. */
@@ -96,7 +98,7 @@ export class ExecutionStore {
     };
     const write = async (t: Trx) => {
       // Over its flow's concurrency limit, an execution waits its turn: queued, its first steps held.
-      if (execution.concurrency && (await this.slotsTaken(t, row.flow_id, execution.concurrency.key)) >= execution.concurrency.limit) row.status = 'queued';
+      if (execution.concurrency && (await this.gates.slotsTaken(t, row.flow_id, execution.concurrency.key)) >= execution.concurrency.limit) row.status = 'queued';
       await t.insertInto('flow_executions').values(row).execute();
       const status = row.status === 'queued' ? 'held' : 'ready';
       if (execution.first.length > 0) await t.insertInto('flow_steps').values(execution.first.map((plan) => this.stepRow(row, '', plan, now, status))).execute();
@@ -118,71 +120,6 @@ export class ExecutionStore {
         .executeTakeFirstOrThrow();
       return { row: first, created: false };
     }
-  }
-
-  /**
-   * How many executions hold a slot under a concurrency key. The count and what follows it
-   * run under a lock on the key, so two starts cannot both take the last slot.
-   */
-  private async slotsTaken(trx: Trx, flowId: string, key: string): Promise<number> {
-    await this.store.lockTransaction(trx as unknown as Kysely<unknown>, `flow-concurrency:${flowId}:${key}`);
-    const row = await trx
-      .selectFrom('flow_executions')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('flow_id', '=', flowId)
-      .where('concurrency_key', '=', key)
-      .where('status', 'in', OCCUPYING as ExecutionStatus[])
-      .executeTakeFirstOrThrow();
-    return Number(row.n);
-  }
-
-  /** Lets queued executions under a concurrency key run, oldest first, while slots are free. */
-  async admitQueued(trx: Trx, flowId: string, key: string, limit: number): Promise<string[]> {
-    const free = limit - (await this.slotsTaken(trx, flowId, key));
-    if (free <= 0) return [];
-    const queued = await trx
-      .selectFrom('flow_executions')
-      .select('id')
-      .where('flow_id', '=', flowId)
-      .where('concurrency_key', '=', key)
-      .where('status', '=', 'queued')
-      .orderBy('created_at')
-      .orderBy('id')
-      .limit(free)
-      .execute();
-    const ids = queued.map((q) => q.id);
-    if (ids.length === 0) return [];
-    const now = this.clock.now();
-    await trx.updateTable('flow_executions').set({ status: 'running', updated_at: now }).where('id', 'in', ids).where('status', '=', 'queued').execute();
-    await trx.updateTable('flow_steps').set({ status: 'ready', due_at: now }).where('execution_id', 'in', ids).where('status', '=', 'held').execute();
-    return ids;
-  }
-
-  /**
-   * Resolves the steps waiting on `key` (in the tenant): each wakes at once and completes
-   * with the result. A step whose wait already timed out (it is running) is left alone.
-   */
-  async resolveWaits(trx: Trx, tenant: string, key: string, result: NonNullable<WaitState['result']>): Promise<number> {
-    await this.lockWait(trx, tenant, key);
-    const waiting = await trx.selectFrom('flow_steps').select(['id', 'wait_state']).where('tenant', '=', tenant).where('wait_key', '=', key).where('status', 'in', ['waiting', 'held']).execute();
-    const now = this.clock.now();
-    let resolved = 0;
-    for (const step of waiting) {
-      const state = { ...(JSON.parse(step.wait_state ?? '{"onTimeout":"fail"}') as WaitState), result };
-      const changed = await trx
-        .updateTable('flow_steps')
-        .set({ wait_key: null, wait_state: JSON.stringify(state), due_at: now })
-        .where('id', '=', step.id)
-        .where('wait_key', '=', key)
-        .where('status', 'in', ['waiting', 'held'])
-        .executeTakeFirst();
-      resolved += Number(changed.numUpdatedRows);
-    }
-    return resolved;
-  }
-
-  private lockWait(trx: Trx, tenant: string, key: string): Promise<void> {
-    return this.store.lockTransaction(trx as unknown as Kysely<unknown>, `flow-wait:${tenant}:${key}`);
   }
 
   private stepRow(execution: Pick<ExecutionRow, 'id' | 'tenant'>, parentId: string, plan: StepPlan, now: number, status = 'ready'): StepRow {
@@ -288,7 +225,7 @@ export class ExecutionStore {
           changed = await update.set({ status: 'succeeded', output: JSON.stringify(outcome.output ?? null), error: null, finished_at: now, lease_owner: null, lease_until: null }).executeTakeFirst();
         } else if (outcome.kind === 'wait') {
           // Locked like resolveWaits: whichever of the wait and its resolution commits second sees the other.
-          await this.lockWait(trx, step.tenant, outcome.key);
+          await this.gates.lockWait(trx, step.tenant, outcome.key);
           const result = await this.probeWait?.(trx, step.tenant, outcome.key);
           const state: WaitState = result ? { onTimeout: outcome.onTimeout, result } : { onTimeout: outcome.onTimeout };
           changed = await update

@@ -28,7 +28,7 @@ export class FinishFollowUps {
     if (execution.concurrency_key !== null) {
       const definition = await this.options.definitionOf(trx, execution);
       const limit = definition.settings?.concurrency?.limit;
-      if (limit !== undefined) await this.options.executions.admitQueued(trx, execution.flow_id, execution.concurrency_key, limit);
+      if (limit !== undefined) await this.options.executions.gates.admitQueued(trx, execution.flow_id, execution.concurrency_key, limit);
     }
     // An error flow's own failure starts no error flow: two flows naming each other cannot loop.
     if (execution.status === 'failed' && execution.trigger !== 'error') await this.startErrorFlow(trx, execution);
@@ -42,7 +42,7 @@ export class FinishFollowUps {
   };
 
   private async resolveParent(trx: Trx, execution: ExecutionRow): Promise<void> {
-    await this.options.executions.resolveWaits(trx, execution.tenant, `${EXECUTION_KEY}${execution.id}`, resultOf(execution));
+    await this.options.executions.gates.resolveWaits(trx, execution.tenant, `${EXECUTION_KEY}${execution.id}`, resultOf(execution));
   }
 
   private async startErrorFlow(trx: Trx, execution: ExecutionRow): Promise<void> {

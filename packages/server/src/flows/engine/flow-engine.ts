@@ -292,7 +292,7 @@ export class FlowEngine {
   /** Resolves the steps of the tenant waiting on `key` (a matching event); true when some were. */
   async resolveWaits(tenant: string, key: string, output: unknown): Promise<boolean> {
     const executions = this.options.executions;
-    const resolved = await executions.db.transaction().execute((trx) => executions.resolveWaits(trx, tenant, key, { output }));
+    const resolved = await executions.db.transaction().execute((trx) => executions.gates.resolveWaits(trx, tenant, key, { output }));
     if (resolved > 0) this.wake();
     return resolved > 0;
   }
