@@ -59,8 +59,24 @@ function clean(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).replace(/^CronPattern:\s*/, '');
 }
 
-/** The first time strictly after `after` (epoch ms) that the expression fires, or null when it never will again. */
+/** Parsed schedules by expression and zone: many flows share a few expressions, and parsing costs more than computing. */
+const parsed = new Map<string, Cron>();
+const MAX_PARSED = 10_000;
+
+/**
+ * The first time strictly after `after` (epoch ms) that the expression fires, or null when
+ * it never will again. UTC runs as a fixed offset: croner's time-zone path formats dates
+ * through Intl, several times slower.
+ */
 export function nextFiring(expression: string, timezone: string, after: number): number | null {
-  const next = schedule(expression.trim(), timezone).nextRun(new Date(after));
+  const key = `${timezone}\n${expression}`;
+  let cron = parsed.get(key);
+  if (!cron) {
+    const utc = timezone === 'UTC' || timezone === 'Etc/UTC';
+    cron = utc ? new Cron(expression.trim(), { utcOffset: 0, paused: true, mode: 'auto' }) : schedule(expression.trim(), timezone);
+    if (parsed.size >= MAX_PARSED) parsed.clear();
+    parsed.set(key, cron);
+  }
+  const next = cron.nextRun(new Date(after));
   return next ? next.getTime() : null;
 }
