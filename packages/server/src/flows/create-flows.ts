@@ -153,6 +153,5 @@ function subflowsOf(repository: FlowRepository, engine: FlowEngine): Subflows {
       const { execution, created } = await engine.start(record, { input, trigger: 'subflow', idempotencyKey: `subflow:${stepId}`, traceparent, parentExecutionId });
       return { id: execution.id, status: execution.status as ExecutionStatus, output: execution.output === null ? null : JSON.parse(execution.output), created };
     },
-    rerun: (tenant, id) => engine.rerun(tenant, id),
   };
 }

@@ -116,7 +116,7 @@ export class FlowRepository {
       const current = await this.row(tenant, id, trx);
       assertEditable(current);
       await trx.deleteFrom('flows').where('id', '=', id).where('status', 'in', EDITABLE as FlowStatus[]).execute();
-      // Versions stay while executions refer to them; retention removes both.
+      // Versions stay: executions of the flow still refer to them.
     });
   }
 

@@ -115,6 +115,21 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect(report).toMatchObject({ status: 'succeeded', trigger: 'error', output: { failed: bad.id, flow: 'risky', why: expect.stringMatching(/it broke$/) } });
   });
 
+  it("reports a failed subflow once, through its parent's error flow", async () => {
+    const errors = await create(manual('on-error-once', [{ id: 'note', component: 'transform', config: { expression: '{"failed": execution.id}' } }]));
+    const settings = { errorFlow: 'on-error-once', retries: { count: 0 } };
+    await create(manual('fragile', [{ id: 'boom', component: 'transform', config: { expression: '$error("fragile broke")' } }], { settings }));
+    const parent = await create(manual('calls-fragile', [{ id: 'call', component: 'subflow', config: { flow: 'fragile' } }], { settings }));
+    const failed = await finished(await run(parent, {}));
+    expect(failed.status).toBe('failed');
+    await waitFor('the error flow to run', async () => (await executionsOf(errors)).length > 0);
+    expect((await finished((await executionsOf(errors))[0]!.id as string)).output).toEqual({ failed: failed.id });
+    // Whatever else finishes meanwhile, the child's own failure starts no second report.
+    await finished(await run(parent, {}));
+    await waitFor('the second report', async () => (await executionsOf(errors)).length >= 2);
+    expect(await executionsOf(errors)).toHaveLength(2);
+  });
+
   it('holds executions over the concurrency limit as queued and runs them in turn', async () => {
     const slow = await create(manual('one-at-a-time', [{ id: 'wait', component: 'delay', config: { ms: 300 } }], { settings: { concurrency: { limit: 1 } } }));
     const ids = [await run(slow, { i: 1 }), await run(slow, { i: 2 }), await run(slow, { i: 3 })];
@@ -167,6 +182,16 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect(await finished(waiting)).toMatchObject({ status: 'succeeded', output: { amount: 42 } });
     // The event named o-1: the execution waiting for o-2 still waits.
     expect((await execution(other)).status).toBe('running');
+
+    // Paused and resumed while waiting, the step still waits for its event.
+    const paused = await run(flow, { order: 'o-3' });
+    await waitFor('it to wait', async () => ((await execution(paused)).steps as Json[])[0]?.status === 'waiting');
+    expect((await api(base, 'POST', `/api/v1/executions/${paused}/pause`, { token: acme.token })).status).toBe(200);
+    expect(((await execution(paused)).steps as Json[])[0]?.status).toBe('held');
+    expect((await api(base, 'POST', `/api/v1/executions/${paused}/resume`, { token: acme.token })).status).toBe(200);
+    expect(((await execution(paused)).steps as Json[])[0]?.status).toBe('waiting');
+    await api(base, 'POST', '/api/v1/topics/payments.received/events', { token: acme.token, body: { payload: { order: 'o-3', amount: 7 } } });
+    expect(await finished(paused)).toMatchObject({ status: 'succeeded', output: { amount: 7 } });
 
     expect(await finished(await run(quick, {}))).toMatchObject({ status: 'failed', error: { code: 'WAIT_TIMEOUT', node: 'never' } });
     expect(await finished(await run(patient, { kept: true }))).toMatchObject({ status: 'succeeded', output: { kept: true } });

@@ -57,14 +57,19 @@ export class ExecutionRetention {
     for (;;) {
       const batch = await this.db.transaction().execute(async (trx) => {
         const rows = await trx.selectFrom('flow_executions').select('id').where('finished_at', '<', before).orderBy('finished_at').limit(BATCH).execute();
-        const ids = rows.map((r) => r.id);
-        if (ids.length === 0) return 0;
-        await trx.deleteFrom('flow_steps').where('execution_id', 'in', ids).execute();
-        await trx.deleteFrom('flow_executions').where('id', 'in', ids).execute();
-        return ids.length;
+        if (rows.length === 0) return { seen: 0, gone: 0 };
+        // Checked again: a re-run committed since the select makes an execution unfinished.
+        const gone = await trx
+          .deleteFrom('flow_executions')
+          .where('id', 'in', rows.map((r) => r.id))
+          .where('finished_at', '<', before)
+          .returning('id')
+          .execute();
+        if (gone.length > 0) await trx.deleteFrom('flow_steps').where('execution_id', 'in', gone.map((g) => g.id)).execute();
+        return { seen: rows.length, gone: gone.length };
       });
-      deleted += batch;
-      if (batch < BATCH) break;
+      deleted += batch.gone;
+      if (batch.seen < BATCH) break;
     }
     if (deleted > 0) {
       await this.store.reclaimSpace();

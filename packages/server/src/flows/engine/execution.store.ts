@@ -341,36 +341,45 @@ export class ExecutionStore {
     return this.changeExecution(executionId, async (trx, now) => {
       const changed = await trx.updateTable('flow_executions').set({ status: 'running', updated_at: now }).where('id', '=', executionId).where('status', '=', 'paused').executeTakeFirst();
       if (Number(changed.numUpdatedRows) !== 1) return false;
-      // A held sleeper (its output is kept) goes back to waiting; the others to ready.
-      await trx.updateTable('flow_steps').set({ status: 'ready' }).where('execution_id', '=', executionId).where('status', '=', 'held').where('output', 'is', null).execute();
-      await trx.updateTable('flow_steps').set({ status: 'waiting' }).where('execution_id', '=', executionId).where('status', '=', 'held').where('output', 'is not', null).execute();
+      // A held sleeper (its output is kept) or waiter (its wait is kept) goes back to waiting; the others to ready.
+      const held = trx.updateTable('flow_steps').where('execution_id', '=', executionId).where('status', '=', 'held');
+      await held.set({ status: 'ready' }).where('output', 'is', null).where('wait_state', 'is', null).execute();
+      await held.set({ status: 'waiting' }).where((eb) => eb.or([eb('output', 'is not', null), eb('wait_state', 'is not', null)])).execute();
       const open = await trx.selectFrom('flow_steps').select('id').where('execution_id', '=', executionId).where('status', 'in', OPEN_STEPS).limit(1).executeTakeFirst();
       if (!open) await this.finish(trx, executionId, 'succeeded', undefined, null);
       return true;
     });
   }
 
-  /** Runs a failed or cancelled execution again from its failed (or cancelled) steps, keeping every step that succeeded. */
+  /**
+   * Runs a failed or cancelled execution again from its failed (or cancelled) steps, keeping
+   * every step that succeeded; its failed or cancelled subflow children run again the same
+   * way, so a parent's subflow step finds its child running and waits for it again.
+   */
   async rerun(executionId: string): Promise<boolean> {
-    return this.changeExecution(executionId, async (trx, now) => {
-      const changed = await trx
-        .updateTable('flow_executions')
-        .set({ status: 'running', error: null, finished_at: null, updated_at: now })
-        .where('id', '=', executionId)
-        .where('status', 'in', ['failed', 'cancelled'])
-        .executeTakeFirst();
-      if (Number(changed.numUpdatedRows) !== 1) return false;
-      const reopened = await trx
-        .updateTable('flow_steps')
-        .set({ status: 'ready', attempt: 0, due_at: now, finished_at: null, error: null, output: null, wait_key: null, wait_state: null })
-        .where('execution_id', '=', executionId)
-        .where('status', 'in', ['failed', 'cancelled'])
-        .executeTakeFirst();
-      const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
-      await this.publish(trx, row, EXECUTION_EVENTS.started, { rerun: true });
-      if (Number(reopened.numUpdatedRows) === 0) await this.finish(trx, executionId, 'succeeded', undefined, null);
-      return true;
-    });
+    return this.changeExecution(executionId, (trx, now) => this.reopen(trx, executionId, now));
+  }
+
+  private async reopen(trx: Trx, executionId: string, now: number): Promise<boolean> {
+    const changed = await trx
+      .updateTable('flow_executions')
+      .set({ status: 'running', error: null, finished_at: null, updated_at: now })
+      .where('id', '=', executionId)
+      .where('status', 'in', ['failed', 'cancelled'])
+      .executeTakeFirst();
+    if (Number(changed.numUpdatedRows) !== 1) return false;
+    const reopened = await trx
+      .updateTable('flow_steps')
+      .set({ status: 'ready', attempt: 0, due_at: now, finished_at: null, error: null, output: null, wait_key: null, wait_state: null })
+      .where('execution_id', '=', executionId)
+      .where('status', 'in', ['failed', 'cancelled'])
+      .executeTakeFirst();
+    const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
+    await this.publish(trx, row, EXECUTION_EVENTS.started, { rerun: true });
+    const children = await trx.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', executionId).where('status', 'in', ['failed', 'cancelled']).execute();
+    for (const child of children) await this.reopen(trx, child.id, now);
+    if (Number(reopened.numUpdatedRows) === 0) await this.finish(trx, executionId, 'succeeded', undefined, null);
+    return true;
   }
 
   /** Fails executions past their deadline (the flow's timeout). */

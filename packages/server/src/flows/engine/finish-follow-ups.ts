@@ -1,4 +1,5 @@
 import type { FlowDefinition } from '@flowgate/contracts';
+import type { Logger } from '../../observability/index.js';
 import type { Transaction } from 'kysely';
 import { toRecord, type FlowRecord } from '../flow.repository.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
@@ -11,7 +12,8 @@ export interface FinishFollowUpsOptions {
   /** The definition an execution ran, from the engine's cache when it has it. */
   readonly definitionOf: (trx: Trx, execution: ExecutionRow) => Promise<FlowDefinition>;
   /** Starts an execution in the caller's transaction. */
-  readonly start: (trx: Trx, flow: FlowRecord, input: unknown, trigger: string, idempotencyKey: string, traceparent: string) => Promise<void>;
+  readonly start: (trx: Trx, flow: FlowRecord, input: unknown, trigger: string, traceparent: string) => Promise<void>;
+  readonly logger: Logger;
 }
 
 /**
@@ -30,8 +32,9 @@ export class FinishFollowUps {
       const limit = definition.settings?.concurrency?.limit;
       if (limit !== undefined) await this.options.executions.gates.admitQueued(trx, execution.flow_id, execution.concurrency_key, limit);
     }
-    // An error flow's own failure starts no error flow: two flows naming each other cannot loop.
-    if (execution.status === 'failed' && execution.trigger !== 'error') await this.startErrorFlow(trx, execution);
+    // An error flow's own failure starts no error flow, so two flows naming each other cannot
+    // loop; nor does a subflow's, which its parent reports (once) if the parent fails too.
+    if (execution.status === 'failed' && execution.trigger !== 'error' && execution.parent_execution_id === null) await this.startErrorFlow(trx, execution);
   };
 
   /** A subflow that ended before its parent's step began waiting on it resolves the wait at once. */
@@ -64,9 +67,22 @@ export class FinishFollowUps {
         finished_at: execution.finished_at === null ? null : new Date(Number(execution.finished_at)).toISOString(),
       },
     };
-    // Keyed by the failure's time too: a re-run that fails again reports again.
-    await this.options.start(trx, toRecord(row), input, 'error', `error:${execution.id}:${execution.finished_at}`, execution.traceparent);
+    // No idempotency key: finish() records each failure once, and a re-run that fails again reports again.
+    try {
+      await this.options.start(trx, toRecord(row), input, 'error', execution.traceparent);
+    } catch (error) {
+      // The error flow's own key expressions failing must not keep the failure from being
+      // recorded. (A store error is not caught: it aborts the transaction anyway.)
+      if (!isExpressionError(error)) throw error;
+      this.options.logger.warn({ err: error, execution: execution.id, errorFlow: name }, 'the error flow could not start');
+    }
   }
+}
+
+/** JSONata's own errors carry codes like T2001 or D3001. */
+function isExpressionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[A-Z]\d{4}$/.test(code);
 }
 
 /** The wait key of a step waiting for an execution (a subflow) to end. */

@@ -72,9 +72,10 @@ export class FlowEngine {
         const row = await trx.selectFrom('flow_versions').select('definition').where('flow_id', '=', execution.flow_id).where('version', '=', Number(execution.flow_version)).executeTakeFirstOrThrow();
         return JSON.parse(row.definition) as FlowRecord['definition'];
       },
-      start: async (trx, flow, input, trigger, idempotencyKey, traceparent) => {
-        await this.start(flow, { input, trigger, idempotencyKey, traceparent }, trx);
+      start: async (trx, flow, input, trigger, traceparent) => {
+        await this.start(flow, { input, trigger, traceparent }, trx);
       },
+      logger: options.logger,
     });
     options.executions.onFinish = followUps.run;
     options.executions.probeWait = followUps.probe;
@@ -259,16 +260,13 @@ export class FlowEngine {
         while (this.outcomes.length > 0) {
           const batch = this.outcomes.splice(0, BATCH);
           try {
-            const { finished } = await this.options.executions.apply(this.owner, batch);
-            for (const outcome of batch) {
-              this.running.delete(outcome.step.id);
-              if ('response' in outcome && outcome.response !== undefined) this.notify(outcome.step.execution_id);
-            }
-            for (const id of finished.keys()) this.notify(id);
+            await this.record(batch);
           } catch (error) {
-            // The store refused the batch: the leases run out and the steps run again.
-            this.options.logger.warn({ err: error, steps: batch.length }, 'flow engine could not record step outcomes');
-            for (const outcome of batch) this.running.delete(outcome.step.id);
+            // One outcome can sink a batch (a deadlock between processes locking concurrency
+            // or wait keys in another order, a failing follow-up): each is tried alone, so
+            // only what cannot be recorded waits for its lease to run out and runs again.
+            if (batch.length === 1) this.unrecorded(batch, error);
+            for (const outcome of batch.length > 1 ? batch : []) await this.record([outcome]).catch((err: unknown) => this.unrecorded([outcome], err));
           }
           this.wake();
         }
@@ -277,6 +275,20 @@ export class FlowEngine {
       }
     })();
     return this.flushing;
+  }
+
+  private async record(batch: StepOutcome[]): Promise<void> {
+    const { finished } = await this.options.executions.apply(this.owner, batch);
+    for (const outcome of batch) {
+      this.running.delete(outcome.step.id);
+      if ('response' in outcome && outcome.response !== undefined) this.notify(outcome.step.execution_id);
+    }
+    for (const id of finished.keys()) this.notify(id);
+  }
+
+  private unrecorded(outcomes: StepOutcome[], error: unknown): void {
+    this.options.logger.warn({ err: error, steps: outcomes.length }, 'flow engine could not record step outcomes');
+    for (const outcome of outcomes) this.running.delete(outcome.step.id);
   }
 
   // --- Operations on executions --------------------------------------------------------

@@ -1,5 +1,5 @@
 import type { ExecutionStatus } from '@flowgate/contracts';
-import { defineComponent, directive, NonRetryableError, type Component } from '../component.js';
+import { defineComponent, directive, type Component } from '../component.js';
 import { SCHEMA_DIALECT, TEMPLATE_PATTERN, wholeNumber } from './support.js';
 
 export type SubflowConfig = { flow: string; input?: unknown; wait?: boolean; timeoutMs?: number | string; onTimeout?: 'fail' | 'continue' };
@@ -20,8 +20,6 @@ export interface Subflows {
    * of the step gets the same child. Throws NonRetryableError when there is no such flow.
    */
   start(request: { tenant: string; flow: string; input: unknown; parentExecutionId: string; stepId: string; traceparent: string }): Promise<ChildExecution>;
-  /** Runs a failed or cancelled child again from where it stopped. */
-  rerun(tenant: string, executionId: string): Promise<void>;
 }
 
 const DAY = 86_400_000;
@@ -29,7 +27,7 @@ const DAY = 86_400_000;
 /**
  * `subflow`: runs another flow of the tenant with a message and, by default, waits for it
  * durably (no worker is held) and passes its output on; its failure fails this step. A
- * re-run of this execution re-runs a failed child from its failed step.
+ * re-run of this execution re-runs a failed child from its failed step (ExecutionStore.rerun).
  */
 export function subflowComponent(subflows: Subflows): Component<SubflowConfig> {
   return defineComponent<SubflowConfig>({
@@ -60,11 +58,8 @@ export function subflowComponent(subflows: Subflows): Component<SubflowConfig> {
       });
       if (config.wait === false) return { execution_id: child.id, status: child.status };
       if (child.status === 'succeeded') return child.output;
-      if (child.status === 'failed' || child.status === 'cancelled') {
-        // This step ran before and its child ended badly: a re-run of the parent re-runs the child.
-        if (child.created) throw new NonRetryableError(`The subflow execution ${child.id} is ${child.status}.`, 'SUBFLOW_FAILED');
-        await subflows.rerun(context.tenant, child.id);
-      }
+      // A child that ended badly (this step ran before a crash) fails the step through the
+      // wait, which finds it ended. A re-run of the parent re-runs the child first.
       const timeoutMs = config.timeoutMs === undefined ? DAY : wholeNumber(config.timeoutMs, 'timeoutMs', 1, 30 * DAY);
       return directive({ directive: 'wait', key: `execution:${child.id}`, until: context.now() + timeoutMs, onTimeout: config.onTimeout ?? 'fail' });
     },
