@@ -14,11 +14,12 @@ describe('examples/s4-flows', () => {
   let server: TestServer;
 
   beforeAll(async () => {
-    server = await startTestServer({ config: { flows: { pollMs: 50 } } });
+    // The polling flow calls the example's stock service on loopback, which the guard refuses by default.
+    server = await startTestServer({ config: { flows: { pollMs: 50 }, outbound: { allow: '127.0.0.1/32' } } });
   });
   afterAll(async () => server.close());
 
-  it('runs story S4: lifecycle events in order, webhook POST and GET, cron firings, audit verified', { timeout: 90_000 }, async () => {
+  it('runs story S4: lifecycle events in order, webhook POST and GET, cron firings with an introspected token from a secret, audit verified', { timeout: 90_000 }, async () => {
     const { stdout } = await promisify(execFile)(process.execPath, [RUN], {
       env: { ...process.env, FLOWGATE_URL: server.url, FLOWGATE_CLIENT_ID: ADMIN_CLIENT_ID, FLOWGATE_CLIENT_SECRET: ADMIN_CLIENT_SECRET },
       timeout: 80_000,
@@ -27,6 +28,9 @@ describe('examples/s4-flows', () => {
     expect(stdout).toContain('events of the webhook flow: flow.starting(starting) → flow.started(active) → flow.stopping(stopping) → flow.stopped(inactive)');
     expect(stdout).toMatch(/first node got \{"a":"1"\}/);
     expect(stdout).toMatch(/stock\.polled \d+ times/);
+    expect(stdout).toMatch(/the stock service introspected \d+ requests: active=true sub=\S+ scope=stock:read/);
+    expect(stdout).toContain('the execution record holds no token');
+    expect(stdout).toMatch(/secrets\.read by flow:\S+ \(http, node fetch\)/);
     expect(stdout.trim().split('\n').at(-1)).toBe('S4: done');
   });
 });
