@@ -1,7 +1,7 @@
 /**
  * The server as an operator runs it: `node dist/main.js` with FLOWGATE_* variables.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -16,8 +16,11 @@ import { openStore } from '../../src/storage/index.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 const dirs: string[] = [];
+const children: ChildProcess[] = [];
 
 afterEach(() => {
+  // A test that failed before stopping its server must not leave it running.
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -44,6 +47,7 @@ function newDataDir(): string {
 
 function run(env: Record<string, string>, dataDir = newDataDir()) {
   const child = spawn(process.execPath, [MAIN], { cwd: dataDir, env: cleanEnv({ FLOWGATE_DATA_DIR: dataDir, ...env }) });
+  children.push(child);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
