@@ -60,6 +60,7 @@ export class FlowEngine {
   private readonly timers: NodeJS.Timeout[] = [];
   private wakeUp: (() => void) | undefined;
   private flushing: Promise<void> | undefined;
+  private flushScheduled = false;
   private loop: Promise<void> | undefined;
   private closed = false;
 
@@ -244,13 +245,26 @@ export class FlowEngine {
     run()
       .then((outcome) => {
         this.outcomes.push(outcome);
-        void this.flush();
+        this.scheduleFlush();
       })
       .catch((error: unknown) => {
         // Only the store failing gets here; the lease runs out and another run picks the step up.
         this.options.logger.warn({ err: error, step: step.id }, 'flow step could not run');
         this.running.delete(step.id);
       });
+  }
+
+  /**
+   * Flushes once the outcomes of this turn of the event loop are in: steps that finish
+   * together share one commit (and, on SQLite, one fsync, which blocks the loop).
+   */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
   }
 
   /** Records every outcome waiting, in one transaction per batch. */
