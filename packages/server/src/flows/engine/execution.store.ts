@@ -5,6 +5,7 @@ import { newId, type Clock } from '../../kernel/index.js';
 import { isUniqueViolation, type Store } from '../../storage/index.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
 import { ExecutionGates } from './execution-gates.js';
+import { GroupCommit } from './group-commit.js';
 import type { StepPlan } from './orchestrator.js';
 
 export type ExecutionRow = FlowsTables['flow_executions'];
@@ -59,6 +60,8 @@ export class ExecutionStore {
   readonly db: Kysely<FlowsTables>;
   /** Concurrency slots and waits. */
   readonly gates: ExecutionGates;
+  /** New executions started in one turn of the event loop share a commit. */
+  private readonly creates: GroupCommit<Trx>;
   /** Set by the engine: what follows an execution's end. */
   onFinish: FinishHook | undefined;
   /** Set by the engine: whether a key a step begins waiting on is resolved already. */
@@ -71,6 +74,7 @@ export class ExecutionStore {
   ) {
     this.db = store.db<FlowsTables>();
     this.gates = new ExecutionGates(store, clock);
+    this.creates = new GroupCommit<Trx>((work) => this.db.transaction().execute(work));
   }
 
   /** Inserts an execution and its first steps; with an idempotency key already used, answers the first execution instead. */
@@ -107,7 +111,10 @@ export class ExecutionStore {
     };
     try {
       if (trx) await write(trx);
-      else await this.db.transaction().execute(write);
+      // A keyed start may collide with its first (a unique violation, which on PostgreSQL
+      // aborts the transaction it is in), and a limited one takes a lock: those commit alone.
+      else if (execution.idempotencyKey || execution.concurrency) await this.db.transaction().execute(write);
+      else await this.creates.run(write);
       return { row, created: true };
     } catch (error) {
       if (!execution.idempotencyKey || !isUniqueViolation(error)) throw error;
