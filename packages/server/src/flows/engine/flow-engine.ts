@@ -280,7 +280,7 @@ export class FlowEngine {
             // or wait keys in another order, a failing follow-up): each is tried alone, so
             // only what cannot be recorded waits for its lease to run out and runs again.
             if (batch.length === 1) this.unrecorded(batch, error);
-            for (const outcome of batch.length > 1 ? batch : []) await this.record([outcome]).catch((err: unknown) => this.unrecorded([outcome], err));
+            else for (const outcome of batch) await this.record([outcome]).catch((err: unknown) => this.unrecorded([outcome], err));
           }
           this.wake();
         }
