@@ -427,10 +427,13 @@ export class CronScheduler implements LifecyclePart {
       plans.map(({ due }) => sql`(flow_id = ${due.flowId} and trigger_index = ${due.triggerIndex} and next_due_at = ${due.dueAt})`),
       sql` or `,
     );
+    // `+active` keeps SQLite from planning on the (active, next_due_at) index, which walks
+    // every active schedule (6.9 ms for 32 rows among 10,000); without it each OR term is a
+    // primary-key lookup (0.19 ms). PostgreSQL reads it as plain `active`.
     const result = await sql<{ flow_id: string; trigger_index: number | string }>`
       update flow_schedules
          set next_due_at = case ${cases} else next_due_at end
-       where active = 1 and (${expected})
+       where +active = 1 and (${expected})
       returning flow_id, trigger_index`.execute(trx);
     return new Set(result.rows.map((r) => `${r.flow_id}:${Number(r.trigger_index)}`));
   }
