@@ -129,4 +129,11 @@ export const flowsMigrations: readonly NamedMigration[] = [
       await db.schema.createIndex('flow_steps_wait').on('flow_steps').columns(['tenant', 'wait_key']).execute();
     },
   },
+  {
+    name: '20261206_10_flow_executions_parent',
+    async up(db: Kysely<unknown>) {
+      // A parent's end cancels its open subflow children, and a re-run re-opens its failed ones.
+      await db.schema.createIndex('flow_executions_parent').on('flow_executions').columns(['parent_execution_id', 'status']).execute();
+    },
+  },
 ];

@@ -101,6 +101,29 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect(calls).toBe(2);
   });
 
+  it('cancels the running subflow children of a cancelled parent, and a re-run runs both again', async () => {
+    const child = await create(manual('child-awaits', [{ id: 'hold', component: 'wait-for-event', config: { topic: 'orders.released', match: { event: 'payload.order', value: '{{ order }}' }, timeoutMs: 60_000 } }]));
+    const parent = await create(manual('parent-of-awaiting', [{ id: 'call', component: 'subflow', config: { flow: 'child-awaits', input: { order: '{{ order }}' } } }]));
+    const id = await run(parent, { order: 'r-1' });
+    await waitFor('the child to wait', async () => {
+      const [started] = await executionsOf(child);
+      return started !== undefined && ((await execution(started.id as string)).steps as Json[])[0]?.status === 'waiting';
+    });
+    const childId = (await executionsOf(child))[0]!.id as string;
+    expect((await api(base, 'POST', `/api/v1/executions/${id}/cancel`, { token: acme.token })).status).toBe(200);
+    expect((await execution(id)).status).toBe('cancelled');
+    expect(await execution(childId)).toMatchObject({ status: 'cancelled', error: { code: 'PARENT_ENDED' } });
+    expect(((await execution(childId)).steps as Json[])[0]?.status).toBe('cancelled');
+
+    expect((await api(base, 'POST', `/api/v1/executions/${id}/rerun`, { token: acme.token })).status).toBe(200);
+    expect((await execution(childId)).status).toBe('running');
+    await waitFor('the child to wait again', async () => ((await execution(childId)).steps as Json[])[0]?.status === 'waiting');
+    await api(base, 'POST', '/api/v1/topics/orders.released/events', { token: acme.token, body: { payload: { order: 'r-1' } } });
+    expect((await finished(id)).status).toBe('succeeded');
+    expect((await execution(childId)).status).toBe('succeeded');
+    expect(await executionsOf(child)).toHaveLength(1);
+  });
+
   it('starts the error flow of a failed execution with what failed, and none for a success', async () => {
     const errors = await create(manual('on-error', [{ id: 'note', component: 'transform', config: { expression: '{"failed": execution.id, "flow": execution.flow_name, "why": execution.error.message}' } }]));
     const risky = await create(
@@ -158,6 +181,30 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect((await execution(a3)).status).toBe('queued');
     expect((await finished(a2)).status).toBe('cancelled');
     expect((await finished(a3)).status).toBe('succeeded');
+  });
+
+  it('queues a re-run while the concurrency limit is full, and runs it when a slot frees', async () => {
+    const flow = await create(
+      manual('gated-rerun', [{ id: 'gate', component: 'wait-for-event', config: { topic: 'gates.opened', match: { event: 'payload.gate', value: '{{ gate }}' }, timeoutMs: '{{ timeout }}' } }], {
+        settings: { concurrency: { limit: 1 } },
+      }),
+    );
+    const early = await run(flow, { gate: 'early', timeout: 200 });
+    expect(await finished(early)).toMatchObject({ status: 'failed', error: { code: 'WAIT_TIMEOUT' } });
+    const holder = await run(flow, { gate: 'holder', timeout: 60_000 });
+    expect((await execution(holder)).status).toBe('running');
+
+    expect((await api(base, 'POST', `/api/v1/executions/${early}/rerun`, { token: acme.token })).status).toBe(200);
+    // The holder has the only slot: the re-run waits its turn instead of running beside it.
+    expect(await execution(early)).toMatchObject({ status: 'queued' });
+    expect(((await execution(early)).steps as Json[])[0]?.status).toBe('held');
+
+    await api(base, 'POST', '/api/v1/topics/gates.opened/events', { token: acme.token, body: { payload: { gate: 'holder' } } });
+    expect((await finished(holder)).status).toBe('succeeded');
+    await waitFor('the re-run to take the slot', async () => ((await execution(early)).steps as Json[])[0]?.status === 'waiting');
+    expect((await execution(early)).status).toBe('running');
+    await api(base, 'POST', '/api/v1/topics/gates.opened/events', { token: acme.token, body: { payload: { gate: 'early' } } });
+    expect((await finished(early)).status).toBe('succeeded');
   });
 
   it('resumes a wait-for-event step on the matching event, and times out without one', async () => {

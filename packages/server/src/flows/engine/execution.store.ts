@@ -34,6 +34,9 @@ export interface NewExecution {
  */
 export type FinishHook = (trx: Trx, execution: ExecutionRow) => Promise<void>;
 
+/** A flow's concurrency limit for an execution with a concurrency key; undefined when it has none. */
+export type LimitLookup = (trx: Trx, execution: ExecutionRow) => Promise<number | undefined>;
+
 /** The result a wait key already has (a subflow that ended before its parent began waiting), if any. */
 export type WaitProbe = (trx: Trx, tenant: string, key: string) => Promise<WaitState['result'] | undefined>;
 
@@ -66,6 +69,8 @@ export class ExecutionStore {
   onFinish: FinishHook | undefined;
   /** Set by the engine: whether a key a step begins waiting on is resolved already. */
   probeWait: WaitProbe | undefined;
+  /** Set by the engine: the concurrency limit a re-run is held to. */
+  limitOf: LimitLookup | undefined;
 
   constructor(
     private readonly store: Store,
@@ -305,10 +310,25 @@ export class ExecutionStore {
     if (output !== undefined) changes.output = output === null ? null : JSON.stringify(output);
     const changed = await trx.updateTable('flow_executions').set(changes).where('id', '=', executionId).where('status', 'not in', FINISHED as ExecutionStatus[]).executeTakeFirst();
     if (Number(changed.numUpdatedRows) !== 1) return false;
+    // A parent that fails or is cancelled takes its unfinished subflow children with it.
+    if (status !== 'succeeded') await this.cancelChildren(trx, executionId, status, now);
     const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
     if (status !== 'cancelled') await this.publish(trx, row, status === 'succeeded' ? EXECUTION_EVENTS.succeeded : EXECUTION_EVENTS.failed, error ? { error } : {});
     await this.onFinish?.(trx, row);
     return true;
+  }
+
+  private async cancelChildren(trx: Trx, parentId: string, status: ExecutionStatus, now: number): Promise<void> {
+    const children = await trx.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', parentId).where('status', 'not in', FINISHED as ExecutionStatus[]).execute();
+    for (const child of children) {
+      await this.lockExecution(trx, child.id);
+      await this.cancelOpenSteps(trx, child.id, now);
+      await this.finish(trx, child.id, 'cancelled', undefined, { code: 'PARENT_ENDED', message: `The parent execution ${parentId} ${status === 'failed' ? 'failed' : 'was cancelled'}.` });
+    }
+  }
+
+  private lockExecution(trx: Trx, executionId: string): Promise<void> {
+    return this.store.lockTransaction(trx as unknown as Kysely<unknown>, `execution:${executionId}`);
   }
 
   private async publish(trx: Trx, row: ExecutionRow, topic: string, extra: Record<string, unknown>): Promise<void> {
@@ -327,7 +347,7 @@ export class ExecutionStore {
   /** Runs `work` in a transaction on the execution's row, serialised with other changes to it. */
   async changeExecution<T>(executionId: string, work: (trx: Trx, now: number) => Promise<T>): Promise<T> {
     return this.db.transaction().execute(async (trx) => {
-      await this.store.lockTransaction(trx as unknown as Kysely<unknown>, `execution:${executionId}`);
+      await this.lockExecution(trx, executionId);
       return work(trx, this.clock.now());
     });
   }
@@ -374,25 +394,36 @@ export class ExecutionStore {
   }
 
   private async reopen(trx: Trx, executionId: string, now: number): Promise<boolean> {
-    const changed = await trx
+    const before = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirst();
+    if (!before || (before.status !== 'failed' && before.status !== 'cancelled')) return false;
+    const open = await trx.selectFrom('flow_steps').select('id').where('execution_id', '=', executionId).where('status', 'in', ['failed', 'cancelled']).limit(1).executeTakeFirst();
+    // A re-run takes a concurrency slot like a start: over the limit it is queued, its steps held.
+    const queued = open !== undefined && before.concurrency_key !== null && (await this.overLimit(trx, before));
+    await trx
       .updateTable('flow_executions')
-      .set({ status: 'running', error: null, finished_at: null, updated_at: now })
+      .set({ status: queued ? 'queued' : 'running', error: null, finished_at: null, updated_at: now })
       .where('id', '=', executionId)
-      .where('status', 'in', ['failed', 'cancelled'])
-      .executeTakeFirst();
-    if (Number(changed.numUpdatedRows) !== 1) return false;
-    const reopened = await trx
+      .execute();
+    await trx
       .updateTable('flow_steps')
-      .set({ status: 'ready', attempt: 0, due_at: now, finished_at: null, error: null, output: null, wait_key: null, wait_state: null })
+      .set({ status: queued ? 'held' : 'ready', attempt: 0, due_at: now, finished_at: null, error: null, output: null, wait_key: null, wait_state: null })
       .where('execution_id', '=', executionId)
       .where('status', 'in', ['failed', 'cancelled'])
-      .executeTakeFirst();
+      .execute();
     const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
     await this.publish(trx, row, EXECUTION_EVENTS.started, { rerun: true });
     const children = await trx.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', executionId).where('status', 'in', ['failed', 'cancelled']).execute();
-    for (const child of children) await this.reopen(trx, child.id, now);
-    if (Number(reopened.numUpdatedRows) === 0) await this.finish(trx, executionId, 'succeeded', undefined, null);
+    for (const child of children) {
+      await this.lockExecution(trx, child.id);
+      await this.reopen(trx, child.id, now);
+    }
+    if (!open) await this.finish(trx, executionId, 'succeeded', undefined, null);
     return true;
+  }
+
+  private async overLimit(trx: Trx, execution: ExecutionRow): Promise<boolean> {
+    const limit = await this.limitOf?.(trx, execution);
+    return limit !== undefined && execution.concurrency_key !== null && (await this.gates.slotsTaken(trx, execution.flow_id, execution.concurrency_key)) >= limit;
   }
 
   /** Fails executions past their deadline (the flow's timeout). */

@@ -28,13 +28,18 @@ export class FinishFollowUps {
   readonly run = async (trx: Trx, execution: ExecutionRow): Promise<void> => {
     if (execution.parent_execution_id !== null) await this.resolveParent(trx, execution);
     if (execution.concurrency_key !== null) {
-      const definition = await this.options.definitionOf(trx, execution);
-      const limit = definition.settings?.concurrency?.limit;
+      const limit = await this.limitOf(trx, execution);
       if (limit !== undefined) await this.options.executions.gates.admitQueued(trx, execution.flow_id, execution.concurrency_key, limit);
     }
     // An error flow's own failure starts no error flow, so two flows naming each other cannot
     // loop; nor does a subflow's, which its parent reports (once) if the parent fails too.
     if (execution.status === 'failed' && execution.trigger !== 'error' && execution.parent_execution_id === null) await this.startErrorFlow(trx, execution);
+  };
+
+  /** The concurrency limit of the flow version an execution runs, when it has a concurrency key. */
+  readonly limitOf = async (trx: Trx, execution: ExecutionRow): Promise<number | undefined> => {
+    if (execution.concurrency_key === null) return undefined;
+    return (await this.options.definitionOf(trx, execution)).settings?.concurrency?.limit;
   };
 
   /** A subflow that ended before its parent's step began waiting on it resolves the wait at once. */

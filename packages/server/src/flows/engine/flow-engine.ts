@@ -80,6 +80,7 @@ export class FlowEngine {
     });
     options.executions.onFinish = followUps.run;
     options.executions.probeWait = followUps.probe;
+    options.executions.limitOf = followUps.limitOf;
   }
 
   begin(): void {
