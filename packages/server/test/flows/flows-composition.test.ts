@@ -184,24 +184,38 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
   });
 
   it('queues a re-run while the concurrency limit is full, and runs it when a slot frees', async () => {
+    // The upstream refuses the first call for gate "early" (a 4xx is not retried) and accepts the rest.
+    const refused = new Set<string>();
+    upstream.answer((req, res) => {
+      const gate = new URL(req.url ?? '/', 'http://upstream').searchParams.get('gate') ?? '';
+      const refuse = gate === 'early' && !refused.has(gate);
+      refused.add(gate);
+      res.writeHead(refuse ? 409 : 200, { 'content-type': 'application/json' }).end(JSON.stringify({ gate }));
+    });
     const flow = await create(
-      manual('gated-rerun', [{ id: 'gate', component: 'wait-for-event', config: { topic: 'gates.opened', match: { event: 'payload.gate', value: '{{ gate }}' }, timeoutMs: '{{ timeout }}' } }], {
-        settings: { concurrency: { limit: 1 } },
-      }),
+      manual(
+        'gated-rerun',
+        [
+          { id: 'call', component: 'http', config: { method: 'POST', url: `${upstream.url}/open?gate={{ gate }}` } },
+          { id: 'gate', component: 'wait-for-event', config: { topic: 'gates.opened', match: { event: 'payload.gate', value: '{{ body.gate }}' }, timeoutMs: 60_000 } },
+        ],
+        { settings: { concurrency: { limit: 1 } } },
+      ),
     );
-    const early = await run(flow, { gate: 'early', timeout: 200 });
-    expect(await finished(early)).toMatchObject({ status: 'failed', error: { code: 'WAIT_TIMEOUT' } });
-    const holder = await run(flow, { gate: 'holder', timeout: 60_000 });
+    const early = await run(flow, { gate: 'early' });
+    expect(await finished(early)).toMatchObject({ status: 'failed', error: { node: 'call' } });
+    const holder = await run(flow, { gate: 'holder' });
     expect((await execution(holder)).status).toBe('running');
 
     expect((await api(base, 'POST', `/api/v1/executions/${early}/rerun`, { token: acme.token })).status).toBe(200);
     // The holder has the only slot: the re-run waits its turn instead of running beside it.
     expect(await execution(early)).toMatchObject({ status: 'queued' });
-    expect(((await execution(early)).steps as Json[])[0]?.status).toBe('held');
+    expect(((await execution(early)).steps as Json[]).find((s) => s.node === 'call')?.status).toBe('held');
 
+    await waitFor('the holder to wait', async () => ((await execution(holder)).steps as Json[]).some((s) => s.node === 'gate' && s.status === 'waiting'));
     await api(base, 'POST', '/api/v1/topics/gates.opened/events', { token: acme.token, body: { payload: { gate: 'holder' } } });
     expect((await finished(holder)).status).toBe('succeeded');
-    await waitFor('the re-run to take the slot', async () => ((await execution(early)).steps as Json[])[0]?.status === 'waiting');
+    await waitFor('the re-run to take the slot and wait', async () => ((await execution(early)).steps as Json[]).some((s) => s.node === 'gate' && s.status === 'waiting'));
     expect((await execution(early)).status).toBe('running');
     await api(base, 'POST', '/api/v1/topics/gates.opened/events', { token: acme.token, body: { payload: { gate: 'early' } } });
     expect((await finished(early)).status).toBe('succeeded');

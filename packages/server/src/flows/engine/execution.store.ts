@@ -48,6 +48,8 @@ export type StepOutcome =
   | { readonly kind: 'retry'; readonly step: StepRow; readonly at: number; readonly error: { code: string; message: string } }
   | { readonly kind: 'failed'; readonly step: StepRow; readonly error: { code: string; message: string } };
 
+type Success = Extract<StepOutcome, { kind: 'succeeded' }>;
+
 /** Steps that still have work ahead; an execution with none left is finished. */
 const OPEN_STEPS = ['ready', 'running', 'waiting', 'held'];
 const FINISHED: readonly ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'];
@@ -227,7 +229,9 @@ export class ExecutionStore {
   /**
    * Applies finished runs in one transaction. Each outcome counts only if its step is
    * still leased by `owner` at the same attempt; the ids of the outcomes that counted are
-   * returned (with the executions they finished).
+   * returned (with the executions they finished). Successes, the common case, are recorded
+   * together: one update for every step, one insert for every step that follows, one read
+   * for what is left open; on PostgreSQL each statement is a round trip.
    */
   async apply(owner: string, outcomes: readonly StepOutcome[]): Promise<{ applied: Set<string>; finished: Map<string, ExecutionStatus> }> {
     const applied = new Set<string>();
@@ -235,13 +239,21 @@ export class ExecutionStore {
     await this.db.transaction().execute(async (trx) => {
       const now = this.clock.now();
       const touched = new Set<string>();
+      /** The output of a last node, by execution: it becomes the execution's output. */
+      const leafOutputs = new Map<string, unknown>();
+      const succeeded = outcomes.filter((o): o is Success => o.kind === 'succeeded');
+      for (const outcome of await this.recordSuccesses(trx, owner, succeeded, now)) {
+        const step = outcome.step;
+        applied.add(step.id);
+        touched.add(step.execution_id);
+        if (outcome.leaf && outcome.next.length === 0) leafOutputs.set(step.execution_id, outcome.output ?? null);
+      }
       for (const outcome of outcomes) {
+        if (outcome.kind === 'succeeded') continue;
         const step = outcome.step;
         const update = trx.updateTable('flow_steps').where('id', '=', step.id).where('status', '=', 'running').where('lease_owner', '=', owner).where('attempt', '=', step.attempt);
         let changed: { numUpdatedRows: bigint };
-        if (outcome.kind === 'succeeded') {
-          changed = await update.set({ status: 'succeeded', output: JSON.stringify(outcome.output ?? null), error: null, finished_at: now, lease_owner: null, lease_until: null }).executeTakeFirst();
-        } else if (outcome.kind === 'wait') {
+        if (outcome.kind === 'wait') {
           // Locked like resolveWaits: whichever of the wait and its resolution commits second sees the other.
           await this.gates.lockWait(trx, step.tenant, outcome.key);
           const result = await this.probeWait?.(trx, step.tenant, outcome.key);
@@ -259,39 +271,58 @@ export class ExecutionStore {
         if (Number(changed.numUpdatedRows) !== 1) continue; // the lease was lost: another run records this step
         applied.add(step.id);
         touched.add(step.execution_id);
-        if ('response' in outcome && outcome.response !== undefined) {
-          await trx.updateTable('flow_executions').set({ response: JSON.stringify(outcome.response), updated_at: now }).where('id', '=', step.execution_id).where('response', 'is', null).execute();
-        }
-        if (outcome.kind === 'succeeded') {
-          if (outcome.next.length > 0) {
-            const execution = { id: step.execution_id, tenant: step.tenant };
-            const paused = await this.isPaused(trx, step.execution_id);
-            await trx
-              .insertInto('flow_steps')
-              .values(outcome.next.map((plan) => this.stepRow(execution, step.id, plan, now, paused ? 'held' : 'ready')))
-              .onConflict((oc) => oc.doNothing())
-              .execute();
-          } else if (outcome.leaf) {
-            await trx.updateTable('flow_executions').set({ output: JSON.stringify(outcome.output ?? null), updated_at: now }).where('id', '=', step.execution_id).execute();
-          }
-        } else if (outcome.kind === 'failed') {
+        if ('response' in outcome && outcome.response !== undefined) await this.recordResponse(trx, step.execution_id, outcome.response, now);
+        if (outcome.kind === 'failed') {
           const error = { ...outcome.error, node: step.node };
           await this.cancelOpenSteps(trx, step.execution_id, now);
           if (await this.finish(trx, step.execution_id, 'failed', null, error)) finished.set(step.execution_id, 'failed');
           touched.delete(step.execution_id);
+          leafOutputs.delete(step.execution_id);
         }
       }
-      for (const executionId of touched) {
-        const open = await trx.selectFrom('flow_steps').select('id').where('execution_id', '=', executionId).where('status', 'in', OPEN_STEPS).limit(1).executeTakeFirst();
-        if (!open && (await this.finish(trx, executionId, 'succeeded', undefined, null))) finished.set(executionId, 'succeeded');
+      if (touched.size === 0) return;
+      const ids = [...touched];
+      const open = new Set((await trx.selectFrom('flow_steps').select('execution_id').distinct().where('execution_id', 'in', ids).where('status', 'in', OPEN_STEPS).execute()).map((r) => r.execution_id));
+      for (const executionId of ids) {
+        const output = leafOutputs.get(executionId);
+        if (open.has(executionId)) {
+          if (output !== undefined) await trx.updateTable('flow_executions').set({ output: JSON.stringify(output), updated_at: now }).where('id', '=', executionId).execute();
+        } else if (await this.finish(trx, executionId, 'succeeded', output, null)) finished.set(executionId, 'succeeded');
       }
     });
     return { applied, finished };
   }
 
-  private async isPaused(trx: Trx, executionId: string): Promise<boolean> {
-    const row = await trx.selectFrom('flow_executions').select('status').where('id', '=', executionId).executeTakeFirst();
-    return row?.status === 'paused';
+  /**
+   * Records the successes still leased by `owner` at their attempt in one statement,
+   * inserts the steps that follow them in another (held when their execution is paused),
+   * and their `respond` answers; returns the outcomes that counted.
+   */
+  private async recordSuccesses(trx: Trx, owner: string, outcomes: readonly Success[], now: number): Promise<Success[]> {
+    if (outcomes.length === 0) return [];
+    // A few hundred at most (the engine's batch): well under either store's parameter limit.
+    const result = await sql<{ id: string }>`
+      update flow_steps
+         set status = 'succeeded', error = null, finished_at = ${now}, lease_owner = null, lease_until = null,
+             output = case id ${sql.join(outcomes.map((o) => sql`when ${o.step.id} then ${JSON.stringify(o.output ?? null)}`), sql` `)} end
+       where status = 'running' and lease_owner = ${owner}
+         and (id, attempt) in (values ${sql.join(outcomes.map((o) => sql`(${o.step.id}, cast(${o.step.attempt} as integer))`))})
+      returning id`.execute(trx);
+    const counted = new Set(result.rows.map((row) => row.id));
+    const recorded = outcomes.filter((o) => counted.has(o.step.id));
+    const continuing = recorded.filter((o) => o.next.length > 0);
+    if (continuing.length > 0) {
+      const executionIds = [...new Set(continuing.map((o) => o.step.execution_id))];
+      const paused = new Set((await trx.selectFrom('flow_executions').select('id').where('id', 'in', executionIds).where('status', '=', 'paused').execute()).map((r) => r.id));
+      const rows = continuing.flatMap((o) => o.next.map((plan) => this.stepRow({ id: o.step.execution_id, tenant: o.step.tenant }, o.step.id, plan, now, paused.has(o.step.execution_id) ? 'held' : 'ready')));
+      await trx.insertInto('flow_steps').values(rows).onConflict((oc) => oc.doNothing()).execute();
+    }
+    for (const o of recorded) if (o.response !== undefined) await this.recordResponse(trx, o.step.execution_id, o.response, now);
+    return recorded;
+  }
+
+  private async recordResponse(trx: Trx, executionId: string, response: unknown, now: number): Promise<void> {
+    await trx.updateTable('flow_executions').set({ response: JSON.stringify(response), updated_at: now }).where('id', '=', executionId).where('response', 'is', null).execute();
   }
 
   private async cancelOpenSteps(trx: Trx, executionId: string, now: number): Promise<void> {
@@ -308,11 +339,10 @@ export class ExecutionStore {
     const now = this.clock.now();
     const changes: Partial<ExecutionRow> = { status, updated_at: now, finished_at: now, error: error === null ? null : JSON.stringify(error) };
     if (output !== undefined) changes.output = output === null ? null : JSON.stringify(output);
-    const changed = await trx.updateTable('flow_executions').set(changes).where('id', '=', executionId).where('status', 'not in', FINISHED as ExecutionStatus[]).executeTakeFirst();
-    if (Number(changed.numUpdatedRows) !== 1) return false;
+    const row = await trx.updateTable('flow_executions').set(changes).where('id', '=', executionId).where('status', 'not in', FINISHED as ExecutionStatus[]).returningAll().executeTakeFirst();
+    if (!row) return false;
     // A parent that fails or is cancelled takes its unfinished subflow children with it.
     if (status !== 'succeeded') await this.cancelChildren(trx, executionId, status, now);
-    const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
     if (status !== 'cancelled') await this.publish(trx, row, status === 'succeeded' ? EXECUTION_EVENTS.succeeded : EXECUTION_EVENTS.failed, error ? { error } : {});
     await this.onFinish?.(trx, row);
     return true;
@@ -342,6 +372,11 @@ export class ExecutionStore {
 
   async executionById(id: string): Promise<ExecutionRow | undefined> {
     return this.db.selectFrom('flow_executions').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async executionsByIds(ids: readonly string[]): Promise<Map<string, ExecutionRow>> {
+    const rows = ids.length === 0 ? [] : await this.db.selectFrom('flow_executions').selectAll().where('id', 'in', ids as string[]).execute();
+    return new Map(rows.map((row) => [row.id, row]));
   }
 
   /** Runs `work` in a transaction on the execution's row, serialised with other changes to it. */

@@ -219,7 +219,7 @@ export class FlowEngine {
         } catch (error) {
           this.options.logger.warn({ err: error }, 'flow engine could not claim steps');
         }
-        for (const step of claimed) this.execute(step);
+        if (claimed.length > 0) await this.executeAll(claimed);
       }
       if (claimed.length > 0 && claimed.length === Math.min(room, 64)) continue;
       await new Promise<void>((resolve) => {
@@ -235,11 +235,23 @@ export class FlowEngine {
     }
   }
 
-  private execute(step: StepRow): void {
+  /** Runs claimed steps; their executions are read in one query. */
+  private async executeAll(steps: StepRow[]): Promise<void> {
+    let executions: Map<string, ExecutionRow> | undefined;
+    try {
+      executions = await this.options.executions.executionsByIds([...new Set(steps.map((s) => s.execution_id))]);
+    } catch (error) {
+      // Each step reads its own execution instead; a store that fails there too lets the lease run out.
+      this.options.logger.warn({ err: error }, 'flow engine could not read the executions of claimed steps');
+    }
+    for (const step of steps) this.execute(step, executions?.get(step.execution_id));
+  }
+
+  private execute(step: StepRow, known: ExecutionRow | undefined): void {
     const controller = new AbortController();
     this.running.set(step.id, controller);
     const run = async (): Promise<StepOutcome> => {
-      const execution = await this.options.executions.executionById(step.execution_id);
+      const execution = known ?? (await this.options.executions.executionById(step.execution_id));
       if (!execution) throw new Error(`step ${step.id} has no execution`);
       return this.options.runner.run(step, execution, await this.graphOf(execution), controller.signal);
     };
