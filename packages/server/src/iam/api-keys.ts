@@ -28,6 +28,8 @@ const KEY_PATTERN = /^fgk_([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 /** How long a verified key is taken on trust before the store is asked again. */
 export const API_KEY_CACHE_MS = 5_000;
 const API_KEY_CACHE_ENTRIES = 10_000;
+/** Reads of one verification when forgets keep landing during them; then it gives up (503). */
+const MAX_READS = 4;
 
 /** A new key: the whole key (shown once) and what is stored of it. */
 export interface NewApiKey {
@@ -179,6 +181,12 @@ interface CachedKey {
   readonly until: number;
 }
 
+/** A row as read, and when the read began: an answer stands from then, not from its arrival. */
+interface KeyRead {
+  readonly row: ApiKeyWithAccount | undefined;
+  readonly readAt: number;
+}
+
 const invalid = (detail: string) => new FlowgateError('FLOWGATE_ERR_AUTH_API_KEY_INVALID', detail);
 /** One answer for an unknown id and a wrong secret: nothing to tell them apart. */
 const unknownKey = () => invalid('The API key is not known.');
@@ -189,15 +197,19 @@ const unknownKey = () => invalid('The API key is not known.');
  * Positive answers are cached in memory for {@link API_KEY_CACHE_MS} (bounded), so the
  * hot path is one SHA-256 and a Map lookup; refusals are not cached. Revoking a key, or
  * deleting, demoting or rotating the secret of its account, on this instance forgets
- * it at once ({@link forget}, {@link forgetAccount}). Other instances sharing the store
- * keep accepting it until their cached answer runs out: at most the cache time.
+ * it at once ({@link forget}, {@link forgetAccount}), and once that returns no
+ * verification on this instance accepts the key: one whose read of the store was under
+ * way at the time reads again. Other instances sharing the store keep accepting it until
+ * their cached answer runs out: at most the cache time after the revoke, since an answer
+ * stands from when its read began.
  * Refusals name why only to a caller holding the right secret (revoked, expired,
  * disabled account); anyone else learns only that the key is not known.
  */
 export class ApiKeyVerifier {
   private readonly cache = new Map<string, CachedKey>();
-  private readonly lookups = new SingleFlight<string, ApiKeyWithAccount | undefined>();
-  /** Bumped by every forget, so a lookup that raced one does not cache what it read. */
+  /** Reads under way, by generation and key id: a read never serves a verification that began after a forget. */
+  private readonly lookups = new SingleFlight<string, KeyRead>();
+  /** Bumped by every forget: a read that began before one may predate the revoke, and is not used. */
   private generation = 0;
   private readonly cacheMs: number;
   private readonly cacheEntries: number;
@@ -226,18 +238,38 @@ export class ApiKeyVerifier {
       this.cache.delete(parsed.id);
     }
 
-    const generation = this.generation;
-    // Callers of one key at once (a burst as its cache entry runs out) share one read.
-    const row = await this.lookups.run(parsed.id, () => this.keys.findForVerification(parsed.id));
+    // A forget is called once the revoke (or account change) is in the store: a read that
+    // began before one may hold the row as it was, so it is read again. Checked after the
+    // await and used without another, so no forget can slip between check and cache.
+    let read: KeyRead;
+    for (let attempt = 1; ; attempt++) {
+      const generation = this.generation;
+      read = await this.read(parsed.id, generation);
+      if (generation === this.generation) break;
+      if (attempt === MAX_READS) throw new FlowgateError('FLOWGATE_ERR_SERVER_NOT_READY', 'API keys are being revoked; retry shortly.');
+    }
+    const { row, readAt } = read;
     if (!row || !sameDigest(Buffer.from(row.secret_hash, 'hex'), digest)) throw unknownKey();
     if (row.revoked_at !== null) throw invalid('The API key has been revoked.');
     if (row.expires_at !== null && row.expires_at <= now) throw invalid('The API key has expired.');
     if (row.disabled) throw invalid('The service account of this API key is disabled.');
 
-    const until = Math.min(now + this.cacheMs, row.expires_at ?? Number.POSITIVE_INFINITY);
+    const until = Math.min(readAt + this.cacheMs, row.expires_at ?? Number.POSITIVE_INFINITY);
     const principal = this.principalOf(row, now, until);
-    if (until > now && generation === this.generation) this.remember(parsed.id, { digest, principal, tenant: row.tenant_id, accountId: row.service_account_id, until });
+    if (until > this.clock.now()) this.remember(parsed.id, { digest, principal, tenant: row.tenant_id, accountId: row.service_account_id, until });
     return principal;
+  }
+
+  /**
+   * The key's row as read now. Callers of one key at once (a burst as its cache entry
+   * runs out) share one read, but only within one generation: a verification that began
+   * after a forget never takes the answer of a read that began before it.
+   */
+  private read(id: string, generation: number): Promise<KeyRead> {
+    return this.lookups.run(`${generation}:${id}`, async () => {
+      const readAt = this.clock.now();
+      return { row: await this.keys.findForVerification(id), readAt };
+    });
   }
 
   /** Forgets a key on this instance (it was revoked): its next use asks the store. */
