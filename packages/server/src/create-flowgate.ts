@@ -115,7 +115,13 @@ export async function createFlowgate(config: FlowgateConfig, options: FlowgateOp
       secrets: secrets.store,
       oauth2: secrets.oauth2,
       trustedIssuers: config.iam.trustedIssuers.map((i) => i.issuer),
-      options: { reloadMs: config.gateway.reloadMs, accessLog: config.gateway.accessLog, redisUrl: config.redis.url },
+      options: {
+        reloadMs: config.gateway.reloadMs,
+        accessLog: config.gateway.accessLog,
+        redisUrl: config.redis.url,
+        trustedProxies: config.gateway.trustedProxies,
+        deniedAuditWindowMs: config.gateway.deniedAuditWindowMs,
+      },
     });
     gatewayRef = gateway;
     await gateway.start();

@@ -151,6 +151,16 @@ export const ConfigSchema = Type.Object(
       {
         reloadMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 1000, description: 'How often each instance checks for a changed gateway configuration' }),
         accessLog: Type.Boolean({ default: true, description: 'One info log line per gateway request' }),
+        trustedProxies: Type.String({
+          default: '',
+          description: 'Addresses and networks (comma-separated CIDRs) of proxies in front of Flowgate: behind them the client address is taken from X-Forwarded-For; default: none',
+        }),
+        deniedAuditWindowMs: Type.Integer({
+          minimum: 0,
+          maximum: 3_600_000,
+          default: 10_000,
+          description: 'Repeated gateway refusals of one caller are audited once, then as one summary per this window; 0 = each refusal',
+        }),
       },
       { default: {}, additionalProperties: false },
     ),

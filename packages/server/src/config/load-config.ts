@@ -5,6 +5,7 @@
  * name, or the file and its dotted path).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import Value from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
@@ -39,6 +40,8 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_MASTER_KEY_FILE: { path: 'secrets.masterKeyFile', kind: 'string' },
   FLOWGATE_GATEWAY_RELOAD_MS: { path: 'gateway.reloadMs', kind: 'integer' },
   FLOWGATE_GATEWAY_ACCESS_LOG: { path: 'gateway.accessLog', kind: 'boolean' },
+  FLOWGATE_GATEWAY_DENIED_AUDIT_WINDOW_MS: { path: 'gateway.deniedAuditWindowMs', kind: 'integer' },
+  FLOWGATE_TRUSTED_PROXIES: { path: 'gateway.trustedProxies', kind: 'string' },
   FLOWGATE_REDIS_URL: { path: 'redis.url', kind: 'string' },
   FLOWGATE_FLOWS_LIFECYCLE_TIMEOUT_MS: { path: 'flows.lifecycleTimeoutMs', kind: 'integer' },
   FLOWGATE_FLOWS_LEASE_MS: { path: 'flows.leaseMs', kind: 'integer' },
@@ -51,6 +54,9 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_OTLP_ENDPOINT: { path: 'telemetry.otlpEndpoint', kind: 'string' },
   FLOWGATE_SERVICE_NAME: { path: 'telemetry.serviceName', kind: 'string' },
 };
+
+/** Settings that list addresses and networks (comma-separated), checked entry by entry. */
+const ADDRESS_LISTS = ['gateway.trustedProxies'];
 
 /**
  * Variables that belong to the `flowgate` CLI as a client, or name the config file
@@ -163,6 +169,15 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): FlowgateConfig {
     const shown = isSecretPath(path) ? '' : ` (got ${JSON.stringify(truncate(got))})`;
     problems.push(`${label}: ${error.message}${shown}`);
   }
+  for (const path of ADDRESS_LISTS) {
+    const value = getPath(withDefaults, path);
+    if (typeof value !== 'string') continue;
+    for (const entry of value.split(',').map((s) => s.trim())) {
+      if (entry !== '' && !isAddressOrNetwork(entry)) {
+        problems.push(`${labels.get(path) ?? fileLabel(path)}: ${JSON.stringify(truncate(entry))} is not an IP address or network (CIDR) such as 10.0.0.0/8`);
+      }
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const config = withDefaults as FlowgateConfig;
   config.dataDir = resolve(cwd, config.dataDir);
@@ -197,6 +212,14 @@ function allowedValues(path: string): string[] | undefined {
   const anyOf = (node as { anyOf?: Array<{ const?: unknown }> }).anyOf;
   if (!anyOf || !anyOf.every((b) => typeof b.const === 'string')) return undefined;
   return anyOf.map((b) => b.const as string);
+}
+
+/** An IP address, or a network as address/prefix length (`10.0.0.0/8`, `fd00::/8`). */
+function isAddressOrNetwork(entry: string): boolean {
+  const [address = '', bits, extra] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
 }
 
 function isSecretPath(path: string): boolean {

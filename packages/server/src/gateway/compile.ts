@@ -17,6 +17,11 @@ export interface RouteMatch {
   readonly route: CompiledRoute;
   /** Leading path segments removed before forwarding. */
   readonly strip: number | undefined;
+  /**
+   * Registered only so that the route's `cors` policy answers preflights: `OPTIONS` is
+   * not among the route's methods, so any other OPTIONS request is not this route's.
+   */
+  readonly preflightOnly: boolean;
 }
 
 export type Router = FindMyWay.Instance<FindMyWay.HTTPVersion.V1>;
@@ -141,20 +146,23 @@ function registerPaths(router: Router, route: CompiledRoute, cors: boolean, at: 
   const spec = route.spec;
   const methods = new Set<string>(spec.methods ?? GATEWAY_METHODS);
   if (methods.has('GET')) methods.add('HEAD');
-  // A browser's preflight is an OPTIONS request: a route with CORS answers it.
-  if (cors) methods.add('OPTIONS');
+  // A browser's preflight is an OPTIONS request: a route with CORS answers it, and only
+  // it when the route does not list OPTIONS.
+  const preflightOnly = cors && !methods.has('OPTIONS');
+  if (preflightOnly) methods.add('OPTIONS');
   const constraints = spec.hosts ? spec.hosts.map((host) => hostConstraint(host)) : [undefined];
   spec.paths.forEach((path, p) => {
     const strip = stripFor(spec.stripPrefix, path);
     if (typeof spec.stripPrefix === 'string' && strip === undefined) {
       problems.push({ path: `${at}.stripPrefix`, message: `${spec.stripPrefix} is not a prefix of the path ${path}` });
     }
-    const match: RouteMatch = { route, strip };
+    const match: RouteMatch = { route, strip, preflightOnly: false };
+    const preflight: RouteMatch = { route, strip, preflightOnly: true };
     for (const constraint of constraints) {
       for (const method of methods) {
         try {
           const options = constraint ? { constraints: { host: constraint } } : {};
-          router.on(method as FindMyWay.HTTPMethod, path, options, noop, match);
+          router.on(method as FindMyWay.HTTPMethod, path, options, noop, preflightOnly && method === 'OPTIONS' ? preflight : match);
         } catch (err) {
           const message = err instanceof Error ? err.message : String(err);
           const conflict = /already declared/i.test(message);

@@ -19,6 +19,11 @@ export interface GatewayExchange {
   /** The raw query with its `?`, or ''. */
   readonly query: string;
   readonly params: Readonly<Record<string, string | undefined>>;
+  /**
+   * The client's address: the TCP peer's, or, when the peer is a trusted proxy
+   * (FLOWGATE_TRUSTED_PROXIES), the one X-Forwarded-For names. What ip-allow, ip-deny,
+   * rate limits by address and the audit use.
+   */
   readonly clientIp: string;
   readonly trace: TraceContext;
   readonly route: GatewayRoute;

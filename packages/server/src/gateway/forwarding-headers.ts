@@ -33,7 +33,8 @@ function connectionTokens(value: string | string[] | undefined): readonly string
 }
 
 export interface ForwardedFacts {
-  readonly clientIp: string;
+  /** The TCP peer: the client, or the last proxy in front of Flowgate. */
+  readonly peer: string;
   readonly proto: 'http' | 'https';
   readonly host: string | undefined;
   readonly traceparent: string;
@@ -55,11 +56,11 @@ export function upstreamHeaders(incoming: IncomingHttpHeaders, facts: ForwardedF
     if (NOT_SENT_UPSTREAM.has(name) || (dropped.length > 0 && dropped.includes(name))) continue;
     out[name] = incoming[name];
   }
-  const forFor = facts.clientIp.includes(':') ? `"[${facts.clientIp}]"` : facts.clientIp;
+  const forFor = facts.peer.includes(':') ? `"[${facts.peer}]"` : facts.peer;
   const forwarded = `for=${forFor};proto=${facts.proto}${facts.host ? `;host="${facts.host.replaceAll('"', '')}"` : ''}`;
   out.forwarded = incoming.forwarded ? `${incoming.forwarded}, ${forwarded}` : forwarded;
   const xff = incoming['x-forwarded-for'];
-  out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${facts.clientIp}` : facts.clientIp;
+  out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${facts.peer}` : facts.peer;
   out['x-forwarded-proto'] = facts.proto;
   if (facts.host !== undefined) out['x-forwarded-host'] = facts.host;
   out.traceparent = facts.traceparent;

@@ -9,9 +9,11 @@ import type { AuditRecorder, Clock } from '../kernel/index.js';
 import type { Logger, SpanSink } from '../observability/index.js';
 import type { OAuth2Tokens, SecretStore } from '../secrets/index.js';
 import type { Store } from '../storage/index.js';
+import { clientAddressBehind } from './client-address.js';
 import { compileConfig, type CompiledConfig, type RouteMatch } from './compile.js';
 import { GatewayConfigStore } from './config-store.js';
 import { GatewayCredentials, UpstreamTokens } from './credentials.js';
+import { DeniedAudit } from './denied-audit.js';
 import { GatewayMetrics } from './gateway-metrics.js';
 import type { PolicyDeps } from './policies/index.js';
 import { serveRoute, type ProxyDeps, type Upgrade } from './proxy.js';
@@ -25,6 +27,14 @@ export interface GatewayOptions {
   /** Shares rate-limit budgets across instances when set. */
   readonly redisUrl: string | undefined;
   readonly accessLog: boolean;
+  /**
+   * Comma-separated addresses and networks of proxies in front of Flowgate
+   * (FLOWGATE_TRUSTED_PROXIES): behind them the client address is read from
+   * X-Forwarded-For. Empty: the client is the TCP peer.
+   */
+  readonly trustedProxies: string;
+  /** Repeated refusals are audited once, then summarised per this window; 0: each one. */
+  readonly deniedAuditWindowMs: number;
 }
 
 export interface GatewayDeps {
@@ -64,6 +74,7 @@ export class Gateway {
   private readonly proxyDeps: ProxyDeps;
   private readonly metrics: GatewayMetrics;
   private readonly rateLimits: RateLimitStore;
+  private readonly denials: DeniedAudit;
   private serving: Serving | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** Reloads run one after another, never side by side. */
@@ -89,7 +100,15 @@ export class Gateway {
       secrets: new GatewaySecretValues(deps.secrets, deps.oauth2, deps.clock, deps.audit),
       clock: deps.clock,
     };
-    this.proxyDeps = { logger: deps.logger, metrics: this.metrics, audit: deps.audit, accessLog: deps.options.accessLog, spans: deps.spans };
+    this.denials = new DeniedAudit(deps.audit, deps.clock, deps.options.deniedAuditWindowMs);
+    this.proxyDeps = {
+      logger: deps.logger,
+      metrics: this.metrics,
+      denials: this.denials,
+      clientAddress: clientAddressBehind(deps.options.trustedProxies),
+      accessLog: deps.options.accessLog,
+      spans: deps.spans,
+    };
     this.config = new GatewayConfigStore(deps.store, deps.clock, (config) => compileConfig(config, this.policyDeps).problems);
   }
 
@@ -129,6 +148,9 @@ export class Gateway {
     if (!serving || serving.compiled.routes.size === 0) return false;
     const found = this.match(serving, req);
     if (!found) return false;
+    // A plain OPTIONS request to a route that serves OPTIONS for its preflights only is
+    // answered as any method the route does not list.
+    if ((found.store as RouteMatch).preflightOnly && !isPreflight(req)) return false;
     this.serve(serving, found, req, res);
     return true;
   }
@@ -181,6 +203,8 @@ export class Gateway {
 
   async close(): Promise<void> {
     this.closed = true;
+    // Pending refusal counts are recorded now; a refusal from here on is recorded as it comes.
+    this.denials.close();
     if (this.timer) clearInterval(this.timer);
     await this.reloading;
     for (const socket of this.tunnels) socket.destroy();
@@ -234,6 +258,11 @@ function sameConnection(a: GatewayService, b: GatewayService): boolean {
   const { policies: _a, ...left } = a;
   const { policies: _b, ...right } = b;
   return JSON.stringify(left) === JSON.stringify(right);
+}
+
+/** A CORS preflight (Fetch standard): OPTIONS with Origin and Access-Control-Request-Method. */
+function isPreflight(req: IncomingMessage): boolean {
+  return req.headers.origin !== undefined && req.headers['access-control-request-method'] !== undefined;
 }
 
 function decodedOrRaw(path: string): string {

@@ -3,9 +3,10 @@ import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { Transform, type Duplex, type Readable } from 'node:stream';
-import type { AuditRecorder } from '../kernel/index.js';
 import { formatTraceparent, NO_SPANS, startSpan, type Logger, type SpanSink } from '../observability/index.js';
+import type { ClientAddress } from './client-address.js';
 import type { RouteMatch } from './compile.js';
+import type { DeniedAudit } from './denied-audit.js';
 import type { GatewayExchange } from './exchange.js';
 import { downstreamHeaders, downstreamHeadersFromRaw, upstreamHeaders } from './forwarding-headers.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
@@ -34,7 +35,10 @@ const REFUSALS = new Set([401, 403, 429]);
 export interface ProxyDeps {
   readonly logger: Logger;
   readonly metrics: GatewayMetrics;
-  readonly audit: AuditRecorder;
+  /** Audits refusals, coalescing repeated ones. */
+  readonly denials: DeniedAudit;
+  /** The client behind trusted proxies; undefined when none is trusted (the client is the peer). */
+  readonly clientAddress: ClientAddress | undefined;
   /** Writes one info line per request, like the admin API does. */
   readonly accessLog: boolean;
   readonly spans: SpanSink;
@@ -63,7 +67,8 @@ export async function serveRoute(
   const trace = startSpan(first(req.headers.traceparent));
   const incomingId = first(req.headers['x-request-id']);
   const requestId = incomingId !== undefined && REQUEST_ID.test(incomingId) ? incomingId : trace.traceId;
-  const clientIp = req.socket.remoteAddress ?? '';
+  const peer = req.socket.remoteAddress ?? '';
+  const clientIp = deps.clientAddress === undefined ? peer : deps.clientAddress(peer, req.headers['x-forwarded-for']);
   const route = match.route;
   const traceparent = formatTraceparent(trace);
   const exchange: GatewayExchange = {
@@ -78,7 +83,8 @@ export async function serveRoute(
     route: route.spec,
     principal: null,
     upstreamHeaders: upstreamHeaders(req.headers, {
-      clientIp,
+      // Each proxy appends the address it received the request from (RFC 7239 §5.2).
+      peer,
       proto: 'encrypted' in req.socket ? 'https' : 'http',
       host: req.headers.host,
       traceparent,
@@ -345,7 +351,7 @@ function answerError(exchange: GatewayExchange, err: unknown, deps: ProxyDeps): 
   const error = err instanceof FlowgateError ? err : new FlowgateError('FLOWGATE_ERR_SERVER_INTERNAL', undefined, { cause: err });
   if (error.family === 'unexpected') deps.logger.error({ err, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
   else if (error.status >= 500) deps.logger.warn({ err: error.cause ?? error, code: error.code, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
-  if (REFUSALS.has(error.status)) recordRefusal(exchange, error, deps.audit);
+  if (REFUSALS.has(error.status)) recordRefusal(exchange, error, deps.denials);
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
@@ -360,16 +366,19 @@ function answerError(exchange: GatewayExchange, err: unknown, deps: ProxyDeps): 
   res.end(body);
 }
 
-function recordRefusal(exchange: GatewayExchange, error: FlowgateError, audit: AuditRecorder): void {
+function recordRefusal(exchange: GatewayExchange, error: FlowgateError, denials: DeniedAudit): void {
   const principal = exchange.principal;
-  audit.record({
-    action: 'gateway.denied',
+  denials.refused({
     tenant: principal?.tenant ?? null,
     actor: principal?.sub ?? null,
-    outcome: 'failure',
-    target: `route:${exchange.route.name}`,
+    route: exchange.route.name,
+    status: error.status,
+    code: error.code,
+    reason: error.detail,
+    method: exchange.method,
+    path: exchange.path,
+    ip: exchange.clientIp,
     traceId: exchange.trace.traceId,
-    details: { status: error.status, code: error.code, reason: error.detail, method: exchange.method, path: exchange.path, ip: exchange.clientIp },
   });
 }
 

@@ -198,6 +198,33 @@ describe('gateway policies', () => {
       const plain = await api(base, 'GET', '/p/a', { headers: { origin: 'https://evil.example' } });
       expect(plain.headers.get('access-control-allow-origin')).toBeNull();
     });
+
+    it('answers a plain OPTIONS to a route that does not list it as any unlisted method, and still answers preflights', async () => {
+      await serve({ cors: { origins: ['https://app.example.com'] } }, { methods: ['GET', 'POST'] });
+      const preflight = await api(base, 'OPTIONS', '/p/a', { headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST' } });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+
+      const unlisted = await api(base, 'DELETE', '/p/a');
+      expectProblem(unlisted, 404, 'FLOWGATE_ERR_REQUEST_ROUTE_NOT_FOUND');
+      const plain = await api(base, 'OPTIONS', '/p/a');
+      expectProblem(plain, 404, 'FLOWGATE_ERR_REQUEST_ROUTE_NOT_FOUND');
+      // Only a request with both Origin and Access-Control-Request-Method is a preflight (Fetch standard).
+      const withOrigin = await api(base, 'OPTIONS', '/p/a', { headers: { origin: 'https://app.example.com' } });
+      expectProblem(withOrigin, 404, 'FLOWGATE_ERR_REQUEST_ROUTE_NOT_FOUND');
+      const withoutOrigin = await api(base, 'OPTIONS', '/p/a', { headers: { 'access-control-request-method': 'POST' } });
+      expectProblem(withoutOrigin, 404, 'FLOWGATE_ERR_REQUEST_ROUTE_NOT_FOUND');
+      expect(upstream.seen).toEqual([]);
+    });
+
+    it('forwards a plain OPTIONS when the route lists it', async () => {
+      await serve({ cors: { origins: ['https://app.example.com'] } }, { methods: ['GET', 'OPTIONS'] });
+      const plain = await api(base, 'OPTIONS', '/p/a');
+      expect(plain.status).toBe(200);
+      const preflight = await api(base, 'OPTIONS', '/p/a', { headers: { origin: 'https://app.example.com', 'access-control-request-method': 'GET' } });
+      expect(preflight.status).toBe(204);
+      expect(upstream.seen.map((s) => s.method)).toEqual(['OPTIONS']);
+    });
   });
 
   describe('request-size-limit', () => {
@@ -242,7 +269,9 @@ describe('gateway policies', () => {
       expectProblem(await api(base, 'GET', '/p/a'), 403, 'FLOWGATE_ERR_GATEWAY_IP_REFUSED');
       await serve({ 'ip-deny': { cidrs: ['127.0.0.1'] } });
       expectProblem(await api(base, 'GET', '/p/a'), 403, 'FLOWGATE_ERR_GATEWAY_IP_REFUSED');
-      expect(denials().slice(before).map((e) => e.details?.code)).toEqual(['FLOWGATE_ERR_GATEWAY_IP_REFUSED', 'FLOWGATE_ERR_GATEWAY_IP_REFUSED']);
+      // The second refusal of the same caller, route and kind is counted into a later summary
+      // record rather than recorded on its own (gateway-denied-audit.test.ts).
+      expect(denials().slice(before).map((e) => e.details?.code)).toEqual(['FLOWGATE_ERR_GATEWAY_IP_REFUSED']);
       expect(upstream.seen).toHaveLength(1);
     });
 
