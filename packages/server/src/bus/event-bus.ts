@@ -17,6 +17,8 @@ export interface PublishItem {
   readonly payload: unknown;
   /** Events sharing a key are handled in order within a consumer group. */
   readonly key?: string | undefined;
+  /** This event's own trace context, when a batch carries events of several traces; else the options'. */
+  readonly traceparent?: string | undefined;
 }
 
 export interface PublishOptions {
@@ -175,7 +177,7 @@ export class EventBus {
           createdAt,
           serviceName: options.serviceName ?? 'flowgate',
           tenant,
-          traceparent,
+          traceparent: item.traceparent === undefined ? traceparent : formatTraceparent(startSpan(item.traceparent)),
           ...(item.key !== undefined ? { key: item.key } : {}),
           ...(schema ? { schema: schema.label } : {}),
         },

@@ -48,6 +48,23 @@ describe.each(BUS_KINDS)('event bus on %s', (kind) => {
       expect(stored?.envelope).toEqual(envelope);
     });
 
+    it('gives each event of a batch its own trace when the items carry one', async () => {
+      const traceA = '4bf92f3577b34da6a3ce929d0e0e4736';
+      const traceB = '0af7651916cd43dd8448eb211c80319c';
+      const sent = await t.bus.publishBatch(
+        tenant,
+        [
+          { topic: 'traced', payload: 1, traceparent: `00-${traceA}-00f067aa0ba902b7-01` },
+          { topic: 'traced', payload: 2, traceparent: `00-${traceB}-b7ad6b7169203331-01` },
+          { topic: 'traced', payload: 3 },
+        ],
+        { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' },
+      );
+      expect(sent.map((e) => e.headers.traceparent.split('-')[1])).toEqual([traceA, traceB, '11111111111111111111111111111111']);
+      const stored = await t.bus.read(tenant, 'traced', { kind: 'earliest' }, 10);
+      expect(stored.map((e) => e.envelope.headers.traceparent)).toEqual(sent.map((e) => e.headers.traceparent));
+    });
+
     it('reads a topic back in publish order, from a position', async () => {
       const sent = await t.bus.publishBatch(
         tenant,

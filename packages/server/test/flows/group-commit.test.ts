@@ -19,27 +19,23 @@ function recordingStore() {
 describe('GroupCommit', () => {
   it('commits the writes of one event-loop turn together and answers each caller its own result', async () => {
     const store = recordingStore();
-    const group = new GroupCommit<string[]>(store.transaction);
-    const answers = await Promise.all(['a', 'b', 'c'].map((name) => group.run((trx) => Promise.resolve((trx.push(name), `${name}!`)))));
+    const group = new GroupCommit(store.transaction, (trx: string[], names: readonly string[]) => Promise.resolve((trx.push(...names), names.map((n) => `${n}!`))));
+    const answers = await Promise.all(['a', 'b', 'c'].map((name) => group.run(name)));
     expect(answers).toEqual(['a!', 'b!', 'c!']);
     expect(store.committed).toEqual([['a', 'b', 'c']]);
     // The next turn's writes get their own commit.
-    await group.run((trx) => Promise.resolve(void trx.push('d')));
+    await group.run('d');
     expect(store.committed).toEqual([['a', 'b', 'c'], ['d']]);
   });
 
   it('fails only the write that fails: the others commit, each alone', async () => {
     const store = recordingStore();
-    const group = new GroupCommit<string[]>(store.transaction);
-    const results = await Promise.allSettled(
-      ['a', 'bad', 'c'].map((name) =>
-        group.run((trx) => {
-          if (name === 'bad') return Promise.reject(new Error('refused'));
-          trx.push(name);
-          return Promise.resolve(name);
-        }),
-      ),
-    );
+    const group = new GroupCommit(store.transaction, (trx: string[], names: readonly string[]) => {
+      if (names.includes('bad')) return Promise.reject(new Error('refused'));
+      trx.push(...names);
+      return Promise.resolve(names);
+    });
+    const results = await Promise.allSettled(['a', 'bad', 'c'].map((name) => group.run(name)));
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((results[1] as PromiseRejectedResult).reason).toEqual(new Error('refused'));
     expect(store.committed).toEqual([['a'], ['c']]);

@@ -48,6 +48,15 @@ export type StepOutcome =
   | { readonly kind: 'retry'; readonly step: StepRow; readonly at: number; readonly error: { code: string; message: string } }
   | { readonly kind: 'failed'; readonly step: StepRow; readonly error: { code: string; message: string } };
 
+/** A plain start: an execution and its first steps, written with others of its event-loop turn. */
+interface Start {
+  readonly row: ExecutionRow;
+  readonly steps: readonly StepRow[];
+}
+
+/** Rows per insert statement: under 20 parameters each, well under SQLite's limit. */
+const INSERT_CHUNK = 200;
+
 type Success = Extract<StepOutcome, { kind: 'succeeded' }>;
 
 /** Steps that still have work ahead; an execution with none left is finished. */
@@ -65,8 +74,8 @@ export class ExecutionStore {
   readonly db: Kysely<FlowsTables>;
   /** Concurrency slots and waits. */
   readonly gates: ExecutionGates;
-  /** New executions started in one turn of the event loop share a commit. */
-  private readonly creates: GroupCommit<Trx>;
+  /** New executions started in one turn of the event loop share a commit and their statements. */
+  private readonly creates: GroupCommit<Trx, Start, void>;
   /** Set by the engine: what follows an execution's end. */
   onFinish: FinishHook | undefined;
   /** Set by the engine: whether a key a step begins waiting on is resolved already. */
@@ -81,7 +90,7 @@ export class ExecutionStore {
   ) {
     this.db = store.db<FlowsTables>();
     this.gates = new ExecutionGates(store, clock);
-    this.creates = new GroupCommit<Trx>((work) => this.db.transaction().execute(work));
+    this.creates = new GroupCommit<Trx, Start, void>((work) => this.db.transaction().execute(work), (trx, starts) => this.writeStarts(trx, starts));
   }
 
   /** Inserts an execution and its first steps; with an idempotency key already used, answers the first execution instead. */
@@ -120,8 +129,8 @@ export class ExecutionStore {
       if (trx) await write(trx);
       // A keyed start may collide with its first (a unique violation, which on PostgreSQL
       // aborts the transaction it is in), and a limited one takes a lock: those commit alone.
-      else if (execution.idempotencyKey || execution.concurrency) await this.db.transaction().execute(write);
-      else await this.creates.run(write);
+      else if (execution.idempotencyKey || execution.concurrency || execution.first.length === 0) await this.db.transaction().execute(write);
+      else await this.creates.run({ row, steps: execution.first.map((plan) => this.stepRow(row, '', plan, now)) });
       return { row, created: true };
     } catch (error) {
       if (!execution.idempotencyKey || !isUniqueViolation(error)) throw error;
@@ -134,6 +143,20 @@ export class ExecutionStore {
         .executeTakeFirstOrThrow();
       return { row: first, created: false };
     }
+  }
+
+  /** Writes plain starts (no key, no limit, first steps ready) in one statement per table. */
+  private async writeStarts(trx: Trx, starts: readonly Start[]): Promise<void[]> {
+    const steps = starts.flatMap((s) => s.steps);
+    for (let i = 0; i < starts.length; i += INSERT_CHUNK) await trx.insertInto('flow_executions').values(starts.slice(i, i + INSERT_CHUNK).map((s) => s.row)).execute();
+    for (let i = 0; i < steps.length; i += INSERT_CHUNK) await trx.insertInto('flow_steps').values(steps.slice(i, i + INSERT_CHUNK)).execute();
+    const byTenant = new Map<string, ExecutionRow[]>();
+    for (const { row } of starts) byTenant.set(row.tenant, [...(byTenant.get(row.tenant) ?? []), row]);
+    for (const [tenant, rows] of byTenant) {
+      const items = rows.map((row) => ({ topic: EXECUTION_EVENTS.started, payload: this.eventPayload(row, { input_size: row.input.length }), key: row.id, traceparent: row.traceparent }));
+      await this.bus.publishBatch(tenant, items, { tx: trx as unknown as Kysely<unknown>, system: true, serviceName: 'flow-engine' });
+    }
+    return starts.map(() => undefined);
   }
 
   private stepRow(execution: Pick<ExecutionRow, 'id' | 'tenant'>, parentId: string, plan: StepPlan, now: number, status = 'ready'): StepRow {
@@ -362,8 +385,12 @@ export class ExecutionStore {
   }
 
   private async publish(trx: Trx, row: ExecutionRow, topic: string, extra: Record<string, unknown>): Promise<void> {
-    const payload = { execution_id: row.id, flow_id: row.flow_id, flow_version: Number(row.flow_version), trigger: row.trigger, status: row.status, ...extra };
+    const payload = this.eventPayload(row, extra);
     await this.bus.publish(row.tenant, { topic, payload, key: row.id }, { tx: trx as unknown as Kysely<unknown>, system: true, serviceName: 'flow-engine', traceparent: row.traceparent });
+  }
+
+  private eventPayload(row: ExecutionRow, extra: Record<string, unknown>): Record<string, unknown> {
+    return { execution_id: row.id, flow_id: row.flow_id, flow_version: Number(row.flow_version), trigger: row.trigger, status: row.status, ...extra };
   }
 
   async execution(tenant: string, id: string): Promise<ExecutionRow | undefined> {
