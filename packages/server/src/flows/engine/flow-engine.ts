@@ -59,6 +59,8 @@ export class FlowEngine {
   private readonly waiters = new Map<string, Set<() => void>>();
   private readonly timers: NodeJS.Timeout[] = [];
   private wakeUp: (() => void) | undefined;
+  /** A wake that came while the worker was not waiting. */
+  private woken = false;
   private flushing: Promise<void> | undefined;
   private flushScheduled = false;
   private loop: Promise<void> | undefined;
@@ -153,11 +155,12 @@ export class FlowEngine {
     return { execution: row, created };
   }
 
-  /** Wakes the worker: new steps are ready. */
+  /** Wakes the worker: new steps are ready. A wake while it is claiming makes it claim again at once. */
   wake(): void {
     const wake = this.wakeUp;
     this.wakeUp = undefined;
-    wake?.();
+    if (wake) wake();
+    else this.woken = true;
   }
 
   /**
@@ -213,6 +216,8 @@ export class FlowEngine {
     while (!this.closed) {
       const room = maxInFlight - this.running.size;
       let claimed: StepRow[] = [];
+      // Wakes until now are answered by this claim; later ones by another.
+      this.woken = false;
       if (room > 0) {
         try {
           claimed = await this.options.executions.claim(this.owner, Math.min(room, 64), leaseMs);
@@ -222,6 +227,9 @@ export class FlowEngine {
         if (claimed.length > 0) await this.executeAll(claimed);
       }
       if (claimed.length > 0 && claimed.length === Math.min(room, 64)) continue;
+      // Woken during the claim (a start or an outcome committed meanwhile): its steps may
+      // have missed the claim, so look again rather than sleep until the next poll.
+      if (this.woken) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           this.wakeUp = undefined;
