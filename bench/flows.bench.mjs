@@ -205,7 +205,8 @@ async function main() {
     mkdirSync(dataDir, { recursive: true });
     if (backend === 'embedded') return { where: { kind: 'sqlite', dataDir }, env: { FLOWGATE_DATA_DIR: dataDir } };
     const schema = `bench_flows_${randomBytes(4).toString('hex')}`;
-    cleanups.push(async () => {
+    // BENCH_KEEP_SCHEMA=1 leaves it for a look at the records afterwards.
+    if (!process.env.BENCH_KEEP_SCHEMA) cleanups.push(async () => {
       const { default: pg } = await import('pg');
       const client = new pg.Client({ connectionString: PG_URL });
       await client.connect();

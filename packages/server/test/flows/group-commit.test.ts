@@ -33,7 +33,7 @@ describe('GroupCommit', () => {
     const group = new GroupCommit(store.transaction, (trx: string[], names: readonly string[]) => {
       if (names.includes('bad')) return Promise.reject(new Error('refused'));
       trx.push(...names);
-      return Promise.resolve(names);
+      return Promise.resolve([...names]);
     });
     const results = await Promise.allSettled(['a', 'bad', 'c'].map((name) => group.run(name)));
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);

@@ -150,12 +150,7 @@ export class ExecutionStore {
     const steps = starts.flatMap((s) => s.steps);
     for (let i = 0; i < starts.length; i += INSERT_CHUNK) await trx.insertInto('flow_executions').values(starts.slice(i, i + INSERT_CHUNK).map((s) => s.row)).execute();
     for (let i = 0; i < steps.length; i += INSERT_CHUNK) await trx.insertInto('flow_steps').values(steps.slice(i, i + INSERT_CHUNK)).execute();
-    const byTenant = new Map<string, ExecutionRow[]>();
-    for (const { row } of starts) byTenant.set(row.tenant, [...(byTenant.get(row.tenant) ?? []), row]);
-    for (const [tenant, rows] of byTenant) {
-      const items = rows.map((row) => ({ topic: EXECUTION_EVENTS.started, payload: this.eventPayload(row, { input_size: row.input.length }), key: row.id, traceparent: row.traceparent }));
-      await this.bus.publishBatch(tenant, items, { tx: trx as unknown as Kysely<unknown>, system: true, serviceName: 'flow-engine' });
-    }
+    await this.publishAll(trx, starts.map((s) => s.row), EXECUTION_EVENTS.started, (row) => ({ input_size: row.input.length }));
     return starts.map(() => undefined);
   }
 
@@ -193,7 +188,7 @@ export class ExecutionStore {
     // Committed without an fsync: a claim lost with the machine's power only means the
     // steps are ready again, and the durable commit of their outcomes persists it anyway.
     // On SQLite, whose commits block the event loop, this is a third of the engine's fsyncs.
-    const result = await this.store.relaxedTransaction((trx) => sql<StepRow>`
+    const result = await this.store.relaxed((trx) => sql<StepRow>`
       update flow_steps
          set status = 'running', lease_owner = ${owner}, lease_until = ${now + leaseMs}, started_at = ${now},
              attempt = case when status = 'waiting' then attempt else attempt + 1 end
@@ -215,7 +210,7 @@ export class ExecutionStore {
   async renew(owner: string, ids: readonly string[], leaseMs: number): Promise<void> {
     if (ids.length === 0) return;
     // Relaxed like the claim: a renewal lost with the power lets the step run again, no more.
-    await this.store.relaxedTransaction((trx) =>
+    await this.store.relaxed((trx) =>
       (trx as unknown as Kysely<FlowsTables>)
       .updateTable('flow_steps')
       .set({ lease_until: this.clock.now() + leaseMs })
@@ -308,10 +303,10 @@ export class ExecutionStore {
       const open = new Set((await trx.selectFrom('flow_steps').select('execution_id').distinct().where('execution_id', 'in', ids).where('status', 'in', OPEN_STEPS).execute()).map((r) => r.execution_id));
       for (const executionId of ids) {
         const output = leafOutputs.get(executionId);
-        if (open.has(executionId)) {
-          if (output !== undefined) await trx.updateTable('flow_executions').set({ output: JSON.stringify(output), updated_at: now }).where('id', '=', executionId).execute();
-        } else if (await this.finish(trx, executionId, 'succeeded', output, null)) finished.set(executionId, 'succeeded');
+        if (open.has(executionId) && output !== undefined) await trx.updateTable('flow_executions').set({ output: JSON.stringify(output), updated_at: now }).where('id', '=', executionId).execute();
       }
+      const done = await this.finishSucceeded(trx, ids.filter((id) => !open.has(id)), leafOutputs, now);
+      for (const row of done) finished.set(row.id, 'succeeded');
     });
     return { applied, finished };
   }
@@ -342,6 +337,27 @@ export class ExecutionStore {
     }
     for (const o of recorded) if (o.response !== undefined) await this.recordResponse(trx, o.step.execution_id, o.response, now);
     return recorded;
+  }
+
+  /**
+   * Finishes executions that have nothing left open as succeeded, in one update, with their
+   * last node's output where this batch recorded it, and publishes their events in one
+   * write per tenant; answers the executions it finished.
+   */
+  private async finishSucceeded(trx: Trx, ids: readonly string[], outputs: ReadonlyMap<string, unknown>, now: number): Promise<ExecutionRow[]> {
+    if (ids.length === 0) return [];
+    const withOutput = ids.filter((id) => outputs.has(id));
+    const output = withOutput.length === 0 ? sql<string | null>`output` : sql<string | null>`case id ${sql.join(withOutput.map((id) => sql`when ${id} then ${JSON.stringify(outputs.get(id))}`), sql` `)} else output end`;
+    const rows = await trx
+      .updateTable('flow_executions')
+      .set({ status: 'succeeded', updated_at: now, finished_at: now, error: null, output })
+      .where('id', 'in', ids as string[])
+      .where('status', 'not in', FINISHED as ExecutionStatus[])
+      .returningAll()
+      .execute();
+    await this.publishAll(trx, rows, EXECUTION_EVENTS.succeeded, () => ({}));
+    for (const row of rows) await this.onFinish?.(trx, row);
+    return rows;
   }
 
   private async recordResponse(trx: Trx, executionId: string, response: unknown, now: number): Promise<void> {
@@ -387,6 +403,20 @@ export class ExecutionStore {
   private async publish(trx: Trx, row: ExecutionRow, topic: string, extra: Record<string, unknown>): Promise<void> {
     const payload = this.eventPayload(row, extra);
     await this.bus.publish(row.tenant, { topic, payload, key: row.id }, { tx: trx as unknown as Kysely<unknown>, system: true, serviceName: 'flow-engine', traceparent: row.traceparent });
+  }
+
+  /** Publishes one event per execution, in one write per tenant, each in its execution's trace. */
+  private async publishAll(trx: Trx, rows: readonly ExecutionRow[], topic: string, extra: (row: ExecutionRow) => Record<string, unknown>): Promise<void> {
+    const byTenant = new Map<string, ExecutionRow[]>();
+    for (const row of rows) {
+      const list = byTenant.get(row.tenant);
+      if (list) list.push(row);
+      else byTenant.set(row.tenant, [row]);
+    }
+    for (const [tenant, ofTenant] of byTenant) {
+      const items = ofTenant.map((row) => ({ topic, payload: this.eventPayload(row, extra(row)), key: row.id, traceparent: row.traceparent }));
+      await this.bus.publishBatch(tenant, items, { tx: trx as unknown as Kysely<unknown>, system: true, serviceName: 'flow-engine' });
+    }
   }
 
   private eventPayload(row: ExecutionRow, extra: Record<string, unknown>): Record<string, unknown> {
