@@ -2,7 +2,7 @@ import { deadLetterTopic, isReservedTopic, isTopicName, type DeadLetterPayload, 
 import type { Kysely } from 'kysely';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { FlowgateError } from '../errors/index.js';
-import { isoTime, newId, type Clock } from '../kernel/index.js';
+import { isoTime, newId, runPeriodically, type Clock } from '../kernel/index.js';
 import { formatTraceparent, startSpan, type Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
 import type { BusBackend, ConsumerHandle, Delivery, GroupRef, GroupState, NewEvent, Position, StoredEvent } from './bus-backend.js';
@@ -120,16 +120,7 @@ export class EventBus {
   }
 
   private every(ms: number, task: () => Promise<unknown>): void {
-    let busy = false;
-    const timer = setInterval(() => {
-      if (busy || this.closed) return;
-      busy = true;
-      task()
-        .catch((error: unknown) => this.options.logger.warn({ err: error }, 'bus background task failed'))
-        .finally(() => (busy = false));
-    }, ms);
-    timer.unref();
-    this.timers.push(timer);
+    this.timers.push(runPeriodically(ms, task, { stopped: () => this.closed, onError: (error) => this.options.logger.warn({ err: error }, 'bus background task failed') }));
   }
 
   /** Publishes one event; resolves with its envelope once it is durable. */

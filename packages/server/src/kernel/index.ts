@@ -4,3 +4,4 @@ export { newId, pooledRandom, randomToken, sha256Hex, safeEqual } from './ids.js
 export { CoalescingRunner, type CoalescingRunnerOptions } from './coalescing-runner.js';
 export { type AuditEvent, type AuditRecorder, MemoryAuditRecorder } from './audit-recorder.js';
 export { SingleFlight } from './single-flight.js';
+export { runPeriodically } from './periodic.js';

@@ -1,6 +1,6 @@
 import type { Transaction } from 'kysely';
 import { FlowgateError } from '../../errors/index.js';
-import { newId, type Clock } from '../../kernel/index.js';
+import { newId, runPeriodically, type Clock } from '../../kernel/index.js';
 import { formatTraceparent, startSpan, type Logger } from '../../observability/index.js';
 import { FlowGraph } from '../definition.js';
 import { evaluate } from '../expressions.js';
@@ -103,16 +103,7 @@ export class FlowEngine {
   }
 
   private every(ms: number, task: () => Promise<void>): void {
-    let busy = false;
-    const timer = setInterval(() => {
-      if (busy || this.closed) return;
-      busy = true;
-      task()
-        .catch((error: unknown) => this.options.logger.warn({ err: error }, 'flow engine background task failed'))
-        .finally(() => (busy = false));
-    }, ms);
-    timer.unref();
-    this.timers.push(timer);
+    this.timers.push(runPeriodically(ms, task, { stopped: () => this.closed, onError: (error) => this.options.logger.warn({ err: error }, 'flow engine background task failed') }));
   }
 
   /** Stops claiming, lets running steps finish (up to `graceMs`) and records their outcomes. */

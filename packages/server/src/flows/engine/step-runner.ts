@@ -1,7 +1,6 @@
 import type { AuditRecorder, Clock } from '../../kernel/index.js';
 import type { Logger } from '../../observability/index.js';
-import { isDirective, NonRetryableError, RetryLaterError, type Component, type ComponentBus, type ComponentHttp, type StepDirective } from '../components/component.js';
-import type { ComponentRegistry } from '../components/registry.js';
+import { isDirective, NonRetryableError, RetryLaterError, type Component, type ComponentBus, type ComponentHttp, type ComponentRegistry, type StepDirective } from '../components/index.js';
 import type { FlowGraph } from '../definition.js';
 import { evaluate, holds, resolveTemplates } from '../expressions.js';
 import type { WaitState } from '../flows.tables.js';
