@@ -6,6 +6,7 @@ import { isUniqueViolation, type Store } from '../../storage/index.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
 import { ExecutionGates } from './execution-gates.js';
 import { GroupCommit } from './group-commit.js';
+import { StepLeases } from './step-leases.js';
 import type { StepPlan } from './orchestrator.js';
 
 export type ExecutionRow = FlowsTables['flow_executions'];
@@ -60,7 +61,7 @@ const INSERT_CHUNK = 200;
 type Success = Extract<StepOutcome, { kind: 'succeeded' }>;
 
 /** Steps that still have work ahead; an execution with none left is finished. */
-const OPEN_STEPS = ['ready', 'running', 'waiting', 'held'];
+export const OPEN_STEPS = ['ready', 'running', 'waiting', 'held'];
 const FINISHED: readonly ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'];
 
 /**
@@ -74,6 +75,8 @@ export class ExecutionStore {
   readonly db: Kysely<FlowsTables>;
   /** Concurrency slots and waits. */
   readonly gates: ExecutionGates;
+  /** Claims, renewals and the recovery of lapsed leases. */
+  readonly leases: StepLeases;
   /** New executions started in one turn of the event loop share a commit and their statements. */
   private readonly creates: GroupCommit<Trx, Start, void>;
   /** Set by the engine: what follows an execution's end. */
@@ -90,6 +93,7 @@ export class ExecutionStore {
   ) {
     this.db = store.db<FlowsTables>();
     this.gates = new ExecutionGates(store, clock);
+    this.leases = new StepLeases(store, clock);
     this.creates = new GroupCommit<Trx, Start, void>((work) => this.db.transaction().execute(work), (trx, starts) => this.writeStarts(trx, starts));
   }
 
@@ -176,72 +180,6 @@ export class ExecutionStore {
       wait_key: null,
       wait_state: null,
     };
-  }
-
-  /**
-   * Leases up to `limit` steps that are due, shared fairly between tenants: each tenant's
-   * oldest due step first, then each one's second, and so on, so one tenant's backlog
-   * cannot starve the others. A sleeping step that is due wakes (its attempt unchanged).
-   */
-  async claim(owner: string, limit: number, leaseMs: number): Promise<StepRow[]> {
-    const now = this.clock.now();
-    // Committed without an fsync: a claim lost with the machine's power only means the
-    // steps are ready again, and the durable commit of their outcomes persists it anyway.
-    // On SQLite, whose commits block the event loop, this is a third of the engine's fsyncs.
-    const result = await this.store.relaxed((trx) => sql<StepRow>`
-      update flow_steps
-         set status = 'running', lease_owner = ${owner}, lease_until = ${now + leaseMs}, started_at = ${now},
-             attempt = case when status = 'waiting' then attempt else attempt + 1 end
-       where id in (
-         select id from (
-           select id, due_at, row_number() over (partition by tenant order by due_at, id) as turn
-             from flow_steps
-            where status in ('ready', 'waiting') and due_at <= ${now}
-         ) ranked
-         order by turn, due_at
-         limit ${limit}
-       )
-         and status in ('ready', 'waiting') and due_at <= ${now}
-      returning *`.execute(trx));
-    return result.rows;
-  }
-
-  /** Keeps the leases of steps still running here. */
-  async renew(owner: string, ids: readonly string[], leaseMs: number): Promise<void> {
-    if (ids.length === 0) return;
-    // Relaxed like the claim: a renewal lost with the power lets the step run again, no more.
-    await this.store.relaxed((trx) =>
-      (trx as unknown as Kysely<FlowsTables>)
-      .updateTable('flow_steps')
-      .set({ lease_until: this.clock.now() + leaseMs })
-      .where('id', 'in', ids as string[])
-      .where('lease_owner', '=', owner)
-      .where('status', '=', 'running')
-      .execute(),
-    );
-  }
-
-  /** Gives the steps of a process that stopped renewing (a crash) back to the ready queue. */
-  async recoverExpiredLeases(): Promise<number> {
-    const now = this.clock.now();
-    const result = await this.db
-      .updateTable('flow_steps')
-      .set({ status: 'ready', lease_owner: null, lease_until: null, due_at: now })
-      .where('status', '=', 'running')
-      .where('lease_until', '<', now)
-      .where('output', 'is', null)
-      .where('wait_state', 'is', null)
-      .executeTakeFirst();
-    // A woken sleeper keeps its output (a woken waiter its wait) and goes back to waiting, so
-    // it wakes again rather than running its component again.
-    const woken = await this.db
-      .updateTable('flow_steps')
-      .set({ status: 'waiting', lease_owner: null, lease_until: null, due_at: now })
-      .where('status', '=', 'running')
-      .where('lease_until', '<', now)
-      .where((eb) => eb.or([eb('output', 'is not', null), eb('wait_state', 'is not', null)]))
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) + Number(woken.numUpdatedRows);
   }
 
   /**
@@ -364,7 +302,8 @@ export class ExecutionStore {
     await trx.updateTable('flow_executions').set({ response: JSON.stringify(response), updated_at: now }).where('id', '=', executionId).where('response', 'is', null).execute();
   }
 
-  private async cancelOpenSteps(trx: Trx, executionId: string, now: number): Promise<void> {
+  /** Cancels the execution's steps that still have work ahead. */
+  async cancelOpenSteps(trx: Trx, executionId: string, now: number): Promise<void> {
     await trx
       .updateTable('flow_steps')
       .set({ status: 'cancelled', finished_at: now, lease_owner: null, lease_until: null })
@@ -396,11 +335,13 @@ export class ExecutionStore {
     }
   }
 
-  private lockExecution(trx: Trx, executionId: string): Promise<void> {
+  /** Serialises changes to one execution (its cancel, pause, re-run) until the transaction ends. */
+  lockExecution(trx: Trx, executionId: string): Promise<void> {
     return this.store.lockTransaction(trx as unknown as Kysely<unknown>, `execution:${executionId}`);
   }
 
-  private async publish(trx: Trx, row: ExecutionRow, topic: string, extra: Record<string, unknown>): Promise<void> {
+  /** Publishes an execution event in the execution's trace, in `trx`. */
+  async publish(trx: Trx, row: ExecutionRow, topic: string, extra: Record<string, unknown>): Promise<void> {
     const payload = this.eventPayload(row, extra);
     await this.bus.publish(row.tenant, { topic, payload, key: row.id }, { tx: trx as unknown as Kysely<unknown>, system: true, serviceName: 'flow-engine', traceparent: row.traceparent });
   }
@@ -442,95 +383,6 @@ export class ExecutionStore {
       await this.lockExecution(trx, executionId);
       return work(trx, this.clock.now());
     });
-  }
-
-  /** Cancels an unfinished execution and its open steps. */
-  async cancel(executionId: string): Promise<boolean> {
-    return this.changeExecution(executionId, async (trx, now) => {
-      await this.cancelOpenSteps(trx, executionId, now);
-      return this.finish(trx, executionId, 'cancelled', undefined, { code: 'CANCELLED', message: 'The execution was cancelled.' });
-    });
-  }
-
-  /** Holds the open steps of a running execution; running steps finish, and what follows them is held too. */
-  async pause(executionId: string): Promise<boolean> {
-    return this.changeExecution(executionId, async (trx, now) => {
-      const changed = await trx.updateTable('flow_executions').set({ status: 'paused', updated_at: now }).where('id', '=', executionId).where('status', '=', 'running').executeTakeFirst();
-      if (Number(changed.numUpdatedRows) !== 1) return false;
-      await trx.updateTable('flow_steps').set({ status: 'held' }).where('execution_id', '=', executionId).where('status', 'in', ['ready', 'waiting']).execute();
-      return true;
-    });
-  }
-
-  async resume(executionId: string): Promise<boolean> {
-    return this.changeExecution(executionId, async (trx, now) => {
-      const changed = await trx.updateTable('flow_executions').set({ status: 'running', updated_at: now }).where('id', '=', executionId).where('status', '=', 'paused').executeTakeFirst();
-      if (Number(changed.numUpdatedRows) !== 1) return false;
-      // A held sleeper (its output is kept) or waiter (its wait is kept) goes back to waiting; the others to ready.
-      const held = trx.updateTable('flow_steps').where('execution_id', '=', executionId).where('status', '=', 'held');
-      await held.set({ status: 'ready' }).where('output', 'is', null).where('wait_state', 'is', null).execute();
-      await held.set({ status: 'waiting' }).where((eb) => eb.or([eb('output', 'is not', null), eb('wait_state', 'is not', null)])).execute();
-      const open = await trx.selectFrom('flow_steps').select('id').where('execution_id', '=', executionId).where('status', 'in', OPEN_STEPS).limit(1).executeTakeFirst();
-      if (!open) await this.finish(trx, executionId, 'succeeded', undefined, null);
-      return true;
-    });
-  }
-
-  /**
-   * Runs a failed or cancelled execution again from its failed (or cancelled) steps, keeping
-   * every step that succeeded; its failed or cancelled subflow children run again the same
-   * way, so a parent's subflow step finds its child running and waits for it again.
-   */
-  async rerun(executionId: string): Promise<boolean> {
-    return this.changeExecution(executionId, (trx, now) => this.reopen(trx, executionId, now));
-  }
-
-  private async reopen(trx: Trx, executionId: string, now: number): Promise<boolean> {
-    const before = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirst();
-    if (!before || (before.status !== 'failed' && before.status !== 'cancelled')) return false;
-    const open = await trx.selectFrom('flow_steps').select('id').where('execution_id', '=', executionId).where('status', 'in', ['failed', 'cancelled']).limit(1).executeTakeFirst();
-    // A re-run takes a concurrency slot like a start: over the limit it is queued, its steps held.
-    const queued = open !== undefined && before.concurrency_key !== null && (await this.overLimit(trx, before));
-    await trx
-      .updateTable('flow_executions')
-      .set({ status: queued ? 'queued' : 'running', error: null, finished_at: null, updated_at: now })
-      .where('id', '=', executionId)
-      .execute();
-    await trx
-      .updateTable('flow_steps')
-      .set({ status: queued ? 'held' : 'ready', attempt: 0, due_at: now, finished_at: null, error: null, output: null, wait_key: null, wait_state: null })
-      .where('execution_id', '=', executionId)
-      .where('status', 'in', ['failed', 'cancelled'])
-      .execute();
-    const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
-    await this.publish(trx, row, EXECUTION_EVENTS.started, { rerun: true });
-    const children = await trx.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', executionId).where('status', 'in', ['failed', 'cancelled']).execute();
-    for (const child of children) {
-      await this.lockExecution(trx, child.id);
-      await this.reopen(trx, child.id, now);
-    }
-    if (!open) await this.finish(trx, executionId, 'succeeded', undefined, null);
-    return true;
-  }
-
-  private async overLimit(trx: Trx, execution: ExecutionRow): Promise<boolean> {
-    const limit = await this.limitOf?.(trx, execution);
-    return limit !== undefined && execution.concurrency_key !== null && (await this.gates.slotsTaken(trx, execution.flow_id, execution.concurrency_key)) >= limit;
-  }
-
-  /** Fails executions past their deadline (the flow's timeout). */
-  async expireDeadlines(): Promise<string[]> {
-    const now = this.clock.now();
-    const late = await this.db.selectFrom('flow_executions').select('id').where('status', 'in', ['queued', 'running', 'paused']).where('deadline_at', '<', now).limit(100).execute();
-    const failed: string[] = [];
-    for (const { id } of late) {
-      const done = await this.changeExecution(id, async (trx, at) => {
-        await this.cancelOpenSteps(trx, id, at);
-        return this.finish(trx, id, 'failed', undefined, { code: 'FLOW_TIMEOUT', message: 'The execution ran past the flow timeout.' });
-      });
-      if (done) failed.push(id);
-    }
-    return failed;
   }
 }
 

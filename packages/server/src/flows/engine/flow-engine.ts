@@ -7,6 +7,7 @@ import { evaluate } from '../expressions.js';
 import type { FlowRecord, FlowRepository } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import type { ExecutionRow, ExecutionStore, StepOutcome, StepRow } from './execution.store.js';
+import { ExecutionOperations } from './execution-operations.js';
 import { FinishFollowUps } from './finish-follow-ups.js';
 import { firstSteps } from './orchestrator.js';
 import type { StepRunner } from './step-runner.js';
@@ -61,6 +62,7 @@ export class FlowEngine {
   private wakeUp: (() => void) | undefined;
   /** A wake that came while the worker was not waiting. */
   private woken = false;
+  private readonly operations: ExecutionOperations;
   private flushing: Promise<void> | undefined;
   private flushScheduled = false;
   private loop: Promise<void> | undefined;
@@ -83,18 +85,19 @@ export class FlowEngine {
     options.executions.onFinish = followUps.run;
     options.executions.probeWait = followUps.probe;
     options.executions.limitOf = followUps.limitOf;
+    this.operations = new ExecutionOperations(options.executions, options.clock);
   }
 
   begin(): void {
     const { leaseMs } = this.options.settings;
     this.every(Math.max(50, Math.floor(leaseMs / 3)), async () => {
-      await this.options.executions.renew(this.owner, [...this.running.keys()], leaseMs);
+      await this.options.executions.leases.renew(this.owner, [...this.running.keys()], leaseMs);
     });
     this.every(Math.max(100, Math.floor(leaseMs / 2)), async () => {
-      if ((await this.options.executions.recoverExpiredLeases()) > 0) this.wake();
+      if ((await this.options.executions.leases.recoverExpiredLeases()) > 0) this.wake();
     });
     this.every(1000, async () => {
-      const expired = await this.options.executions.expireDeadlines();
+      const expired = await this.operations.expireDeadlines();
       for (const id of expired) this.notify(id);
       // An expired execution may have freed a concurrency slot or resolved a parent's wait.
       if (expired.length > 0) this.wake();
@@ -211,7 +214,7 @@ export class FlowEngine {
       this.woken = false;
       if (room > 0) {
         try {
-          claimed = await this.options.executions.claim(this.owner, Math.min(room, 64), leaseMs);
+          claimed = await this.options.executions.leases.claim(this.owner, Math.min(room, 64), leaseMs);
         } catch (error) {
           this.options.logger.warn({ err: error }, 'flow engine could not claim steps');
         }
@@ -321,7 +324,7 @@ export class FlowEngine {
 
   async cancel(tenant: string, id: string): Promise<void> {
     // Steps running now finish, but their outcomes no longer count: the steps are cancelled.
-    await this.operate(tenant, id, 'cancel', (i) => this.options.executions.cancel(i));
+    await this.operate(tenant, id, 'cancel', (i) => this.operations.cancel(i));
     this.notify(id);
     // Its end may have resolved a parent's wait or freed a concurrency slot.
     this.wake();
@@ -336,16 +339,16 @@ export class FlowEngine {
   }
 
   async pause(tenant: string, id: string): Promise<void> {
-    await this.operate(tenant, id, 'pause', (i) => this.options.executions.pause(i));
+    await this.operate(tenant, id, 'pause', (i) => this.operations.pause(i));
   }
 
   async resume(tenant: string, id: string): Promise<void> {
-    await this.operate(tenant, id, 'resume', (i) => this.options.executions.resume(i));
+    await this.operate(tenant, id, 'resume', (i) => this.operations.resume(i));
     this.wake();
   }
 
   async rerun(tenant: string, id: string): Promise<void> {
-    await this.operate(tenant, id, 're-run', (i) => this.options.executions.rerun(i));
+    await this.operate(tenant, id, 're-run', (i) => this.operations.rerun(i));
     this.wake();
   }
 
