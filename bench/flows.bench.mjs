@@ -39,16 +39,14 @@ import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createRequire } from 'node:module';
 import { summarizeProfile } from './support/cpu-profile.mjs';
 import { api, bootstrapAdmin, createActiveFlow, createTenant, freePort, MAIN, ROOT, scrapeMetrics, sleep, startFlowgate, tail } from './support/flowgate-server.mjs';
-import { autocannonLoop, completionLoop, completionWatcher, cpuMeter, epochMs, pacedLoop, round, stats, waitForQuiet } from './support/load.mjs';
+import { autocannonLoop, completionLoop, completionWatcher, cpuMeter, epochMs, machineInfo, packageVersion, pacedLoop, round, stats, waitForQuiet } from './support/load.mjs';
 import { report } from './support/flows-report.mjs';
 import { openReader } from './support/store-reader.mjs';
 
 const CHILDREN = join(import.meta.dirname, 'support/flows-children.mjs');
 const DIST = join(ROOT, 'packages/server/dist');
-const require = createRequire(import.meta.url);
 
 /** The webhook body every row posts (~200 bytes of JSON); `sent` is when it left the bench (epoch ms). */
 const makeBody = (n) => ({ n, sent: epochMs(), order: { id: `ord-${n}`, customer: 'c-4711', currency: 'EUR', total: 129.9, items: [{ sku: 'BX-1', qty: 2 }, { sku: 'BX-7', qty: 1 }] } });
@@ -98,22 +96,8 @@ async function main() {
   });
   const notes = [];
   const problems = [];
-  const machine = {
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
-    memoryGb: round(os.totalmem() / 2 ** 30, 1),
-    loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
-    date: new Date().toISOString(),
-  };
-  const version = (pkg) => {
-    try {
-      return require(`${pkg}/package.json`).version;
-    } catch {
-      return null;
-    }
-  };
+  const machine = machineInfo();
+  const version = packageVersion;
   console.log(`flows bench: ${CONNECTIONS} connections, ${WARMUP} s warm-up + ${DURATION} s per row; ${RATE}/s for ${RATE_SECONDS} s; ${CRON_FLOWS} cron flows (${CRON_EXPRESSION}) for ${CRON_SECONDS} s on ${CRON_BACKENDS.join(',') || 'none'}; backends ${BACKENDS.join(',')}; node ${process.version}, ${machine.cpus} cpus, load ${machine.loadAverageAtStart.join(' ')}`);
 
   /** Forks support/flows-children.mjs in a role; resolves once it listens. */

@@ -29,21 +29,20 @@
 // the machine to be idle (other sessions' tests); BENCH_RETRIES (2): a run during which the
 // rest of the machine kept more than 0.3 cores busy is done again, up to this many times, and
 // the least disturbed is kept (how busy it was is reported with each row).
-import { execFileSync, fork, spawn, spawnSync } from 'node:child_process';
+import { fork, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createRequire } from 'node:module';
+import { cleanEnv, freePort, request, sleep } from './support/flowgate-server.mjs';
+import { cpuSeconds, machineBusySeconds, machineInfo, packageVersion, percentile, round } from './support/load.mjs';
 
 const ROOT = join(import.meta.dirname, '..');
 const DIST = join(ROOT, 'packages/server/dist');
 const SELF = import.meta.filename;
 const ROLE = process.argv[2];
-const require = createRequire(import.meta.url);
 
 // A 100-byte JSON body, what a small API answers.
 const BODY = (() => {
@@ -238,48 +237,10 @@ async function main() {
   process.on('exit', () => {
     for (const c of children) c.kill('SIGKILL');
   });
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const CLK_TCK = (() => {
-    try {
-      return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-    } catch {
-      return 100;
-    }
-  })();
   // Inherited FLOWGATE_* variables (a database URL, a config file) would change what is measured.
-  const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLOWGATE_') && !k.startsWith('BENCH_')));
+  const baseEnv = cleanEnv();
 
-  /** CPU seconds (user + system) a process has used, from /proc; with its child processes' when asked (nginx workers). */
-  function cpuSeconds(pid, withChildren = false) {
-    const read = (p) => {
-      try {
-        const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
-      } catch {
-        return undefined;
-      }
-    };
-    let ticks = read(pid)?.ticks ?? 0;
-    if (withChildren) {
-      for (const entry of readdirSync('/proc')) {
-        if (!/^\d+$/.test(entry)) continue;
-        const s = read(entry);
-        if (s?.ppid === pid) ticks += s.ticks;
-      }
-    }
-    return ticks / CLK_TCK;
-  }
 
-  /** Busy CPU seconds of the whole machine (every core), from /proc/stat. */
-  function machineBusySeconds() {
-    try {
-      const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1).map(Number);
-      return (user + nice + system + irq + softirq + steal) / CLK_TCK;
-    } catch {
-      return 0;
-    }
-  }
 
   /**
    * Waits (up to QUIET_WAIT s) until the rest of the machine is idle: other sessions' test
@@ -357,30 +318,8 @@ async function main() {
     }
   }
 
-  function freePort() {
-    return new Promise((resolve, reject) => {
-      const srv = net.createServer().once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const { port } = srv.address();
-        srv.close(() => resolve(port));
-      });
-    });
-  }
 
-  async function request(url, options = {}) {
-    const res = await fetch(url, { ...options, redirect: 'manual' });
-    const text = await res.text();
-    let body;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-    return { status: res.status, headers: res.headers, text, body };
-  }
 
-  const percentile = (sorted, p) => (sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]);
-  const round = (v, d = 2) => (v === null || v === undefined || Number.isNaN(v) ? null : Math.round(v * 10 ** d) / 10 ** d);
   const median = (values) => {
     const s = values.filter((v) => v !== null && v !== undefined).sort((a, b) => a - b);
     if (s.length === 0) return null;
@@ -491,22 +430,8 @@ async function main() {
   }
 
   // --- Targets ------------------------------------------------------------------------
-  const machine = {
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
-    memoryGb: round(os.totalmem() / 2 ** 30, 1),
-    loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
-    date: new Date().toISOString(),
-  };
-  const version = (pkg) => {
-    try {
-      return require(`${pkg}/package.json`).version;
-    } catch {
-      return null;
-    }
-  };
+  const machine = machineInfo();
+  const version = packageVersion;
   const notes = [];
   console.log(`gateway bench: ${CONNECTIONS} connections, ${WARMUP} s warm-up + ${DURATION} s per target, ${ROUNDS} round(s); node ${process.version}, ${machine.cpus} cpus`);
 

@@ -3,9 +3,15 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
+import { createRequire } from 'node:module';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const require = createRequire(import.meta.url);
+
+import { sleep } from './flowgate-server.mjs';
+
+export { sleep };
 
 /** Wall-clock time in epoch ms with sub-ms resolution: the same clock as the server's Date.now(). */
 export const epochMs = () => performance.timeOrigin + performance.now();
@@ -199,6 +205,28 @@ export const CLK_TCK = (() => {
     return 100;
   }
 })();
+
+/** What the results file says of the machine a run was on. */
+export function machineInfo() {
+  return {
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGb: round(os.totalmem() / 2 ** 30, 1),
+    loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
+    date: new Date().toISOString(),
+  };
+}
+
+/** The installed version of a package the benches compare with, or null. */
+export function packageVersion(pkg) {
+  try {
+    return require(`${pkg}/package.json`).version;
+  } catch {
+    return null;
+  }
+}
 
 /** CPU seconds (user + system) a process has used, with its children's when asked. */
 export function cpuSeconds(pid, withChildren = false) {
