@@ -1,8 +1,9 @@
 /**
  * The built-in flow components, run directly with a real context: HTTP through a real
  * GuardedComponentHttp over the real OutboundClient and AddressPolicy to a real local
- * upstream, a frozen clock, and a bus stub that records what is published (the bus has its
- * own suite). Also the loading of custom components and config checks at save time.
+ * upstream, a frozen clock, and a recording ComponentBus (the port a component publishes
+ * through; that a `publish` node's event lands on the real bus, the S4 example test checks,
+ * and the bus has its own suite). Also the loading of custom components and config checks at save time.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
