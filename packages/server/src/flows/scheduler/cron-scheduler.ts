@@ -1,5 +1,5 @@
 import type { CronTrigger } from '@flowgate/contracts';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { isoTime, newId, type Clock } from '../../kernel/index.js';
 import type { Logger } from '../../observability/index.js';
@@ -9,6 +9,7 @@ import type { FlowEngine } from '../engine/flow-engine.js';
 import { toRecord, type FlowRecord } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import type { LifecyclePart } from '../lifecycle.js';
+import { advance, dueRows, rowKey, type Due } from './schedule-rows.js';
 
 /** What the scheduler needs of the engine: starting an execution in its transaction, and waking the engine after commit. */
 export interface CronEngine {
@@ -21,17 +22,6 @@ export interface CronSchedulerOptions {
   readonly pollMs?: number;
   /** Where `flowgate_flow_cron_delay_seconds` and `flowgate_flow_cron_missed_total` go; no metrics without one. */
   readonly registry?: Registry;
-}
-
-/** What a schedule row says, with numbers as numbers (PostgreSQL bigints arrive as strings in some setups). */
-interface Due {
-  readonly flowId: string;
-  readonly triggerIndex: number;
-  readonly generation: number;
-  readonly expression: string;
-  readonly timezone: string;
-  readonly missed: 'skip' | 'run-once';
-  readonly dueAt: number;
 }
 
 /** The Open Integration Hub scheduler's message: what a cron-triggered execution receives as input. */
@@ -290,7 +280,7 @@ export class CronScheduler implements LifecyclePart {
     let fired = 0;
     try {
       await this.db.transaction().execute(async (trx) => {
-        candidates = await this.dueRows(trx, now, limit);
+        candidates = await dueRows(trx, this.store.dialect, now, limit, this.backedOff.keys());
         fired = await this.fireAll(trx, candidates, now, tolerance);
       });
     } catch (error) {
@@ -315,35 +305,6 @@ export class CronScheduler implements LifecyclePart {
     }
   }
 
-  /** Due rows in due order; on PostgreSQL locked for this transaction, skipping those another process is firing. */
-  private async dueRows(trx: Trx, now: number, limit: number): Promise<Due[]> {
-    let query = trx
-      .selectFrom('flow_schedules')
-      .select(['flow_id', 'trigger_index', 'generation', 'expression', 'timezone', 'missed', 'next_due_at'])
-      .where('active', '=', 1)
-      .where('next_due_at', '<=', now);
-    if (this.backedOff.size > 0) {
-      const skipped = [...this.backedOff.keys()].map((key) => {
-        const at = key.lastIndexOf(':');
-        return { flowId: key.slice(0, at), index: Number(key.slice(at + 1)) };
-      });
-      query = query.where((eb) => eb.not(eb.or(skipped.map((s) => eb.and([eb('flow_id', '=', s.flowId), eb('trigger_index', '=', s.index)])))));
-    }
-    // Ordered by the index alone, so the limit ends the scan (no sort of every due row).
-    query = query.orderBy('next_due_at').limit(limit);
-    if (this.store.dialect === 'postgres') query = query.forUpdate().skipLocked();
-    const rows = await query.execute();
-    return rows.map((row) => ({
-      flowId: row.flow_id,
-      triggerIndex: Number(row.trigger_index),
-      generation: Number(row.generation),
-      expression: row.expression,
-      timezone: row.timezone,
-      missed: row.missed === 'run-once' ? 'run-once' : 'skip',
-      dueAt: Number(row.next_due_at),
-    }));
-  }
-
   /**
    * Advances `rows` and fires those due, in `trx`; answers how many executions were
    * started. One statement advances every row with a compare-and-set on its old due
@@ -357,7 +318,7 @@ export class CronScheduler implements LifecyclePart {
       // On time: the firing after this one. Missed: the first one still ahead.
       return { due, missed, next: this.nextFiring(due.expression, due.timezone, missed ? now : due.dueAt) };
     });
-    const advanced = await this.advance(trx, plans);
+    const advanced = await advance(trx, plans);
     const toFire: Due[] = [];
     let skipped = 0;
     let ranOnce = 0;
@@ -417,27 +378,6 @@ export class CronScheduler implements LifecyclePart {
     return fired;
   }
 
-  /** Moves each row to its next due time if it is still at the one read; answers the rows moved. */
-  private async advance(trx: Trx, plans: readonly { due: Due; next: number | null }[]): Promise<Set<string>> {
-    const cases = sql.join(
-      plans.map(({ due, next }) => sql`when flow_id = ${due.flowId} and trigger_index = ${due.triggerIndex} then ${next}`),
-      sql` `,
-    );
-    const expected = sql.join(
-      plans.map(({ due }) => sql`(flow_id = ${due.flowId} and trigger_index = ${due.triggerIndex} and next_due_at = ${due.dueAt})`),
-      sql` or `,
-    );
-    // `+active` keeps SQLite from planning on the (active, next_due_at) index, which walks
-    // every active schedule (6.9 ms for 32 rows among 10,000); without it each OR term is a
-    // primary-key lookup (0.19 ms). PostgreSQL reads it as plain `active`.
-    const result = await sql<{ flow_id: string; trigger_index: number | string }>`
-      update flow_schedules
-         set next_due_at = case ${cases} else next_due_at end
-       where +active = 1 and (${expected})
-      returning flow_id, trigger_index`.execute(trx);
-    return new Set(result.rows.map((r) => `${r.flow_id}:${Number(r.trigger_index)}`));
-  }
-
   /** {@link nextFiring}, remembered for the current look: many rows share an expression and a due time. */
   private nextFiring(expression: string, timezone: string, after: number): number | null {
     const key = `${after} ${timezone} ${expression}`;
@@ -455,9 +395,6 @@ export class CronScheduler implements LifecyclePart {
   }
 }
 
-function rowKey(due: Due): string {
-  return `${due.flowId}:${due.triggerIndex}`;
-}
 
 /** One execution per tick and trigger: a repeated firing of the same tick finds the first. */
 function idempotencyKey(due: Due): string {
