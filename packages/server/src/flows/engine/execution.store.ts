@@ -58,6 +58,19 @@ interface Start {
 /** Rows per insert statement: under 20 parameters each, well under SQLite's limit. */
 const INSERT_CHUNK = 200;
 
+/** How many of the steps that follow recorded successes this process may lease at once, and for how long. */
+export interface EagerLease {
+  readonly room: number;
+  readonly leaseMs: number;
+}
+
+/** What a batch of outcomes changed: the outcomes that counted, the executions they ended, the steps leased eagerly. */
+export interface AppliedOutcomes {
+  readonly applied: Set<string>;
+  readonly finished: Map<string, ExecutionStatus>;
+  readonly leased: StepRow[];
+}
+
 type Success = Extract<StepOutcome, { kind: 'succeeded' }>;
 
 /** Steps that still have work ahead; an execution with none left is finished. */
@@ -189,16 +202,19 @@ export class ExecutionStore {
    * together: one update for every step, one insert for every step that follows, one read
    * for what is left open; on PostgreSQL each statement is a round trip.
    */
-  async apply(owner: string, outcomes: readonly StepOutcome[]): Promise<{ applied: Set<string>; finished: Map<string, ExecutionStatus> }> {
+  async apply(owner: string, outcomes: readonly StepOutcome[], eager?: EagerLease): Promise<AppliedOutcomes> {
     const applied = new Set<string>();
     const finished = new Map<string, ExecutionStatus>();
+    let leased: StepRow[] = [];
     await this.db.transaction().execute(async (trx) => {
       const now = this.clock.now();
       const touched = new Set<string>();
       /** The output of a last node, by execution: it becomes the execution's output. */
       const leafOutputs = new Map<string, unknown>();
       const succeeded = outcomes.filter((o): o is Success => o.kind === 'succeeded');
-      for (const outcome of await this.recordSuccesses(trx, owner, succeeded, now)) {
+      const successes = await this.recordSuccesses(trx, owner, succeeded, now, eager);
+      leased = successes.leased;
+      for (const outcome of successes.recorded) {
         const step = outcome.step;
         applied.add(step.id);
         touched.add(step.execution_id);
@@ -246,7 +262,8 @@ export class ExecutionStore {
       const done = await this.finishSucceeded(trx, ids.filter((id) => !open.has(id)), leafOutputs, now);
       for (const row of done) finished.set(row.id, 'succeeded');
     });
-    return { applied, finished };
+    // A step leased here whose execution failed in the same batch was cancelled with it.
+    return { applied, finished, leased: leased.filter((step) => !finished.has(step.execution_id)) };
   }
 
   /**
@@ -254,8 +271,8 @@ export class ExecutionStore {
    * inserts the steps that follow them in another (held when their execution is paused),
    * and their `respond` answers; returns the outcomes that counted.
    */
-  private async recordSuccesses(trx: Trx, owner: string, outcomes: readonly Success[], now: number): Promise<Success[]> {
-    if (outcomes.length === 0) return [];
+  private async recordSuccesses(trx: Trx, owner: string, outcomes: readonly Success[], now: number, eager: EagerLease | undefined): Promise<{ recorded: Success[]; leased: StepRow[] }> {
+    if (outcomes.length === 0) return { recorded: [], leased: [] };
     // A few hundred at most (the engine's batch): well under either store's parameter limit.
     const result = await sql<{ id: string }>`
       update flow_steps
@@ -267,14 +284,25 @@ export class ExecutionStore {
     const counted = new Set(result.rows.map((row) => row.id));
     const recorded = outcomes.filter((o) => counted.has(o.step.id));
     const continuing = recorded.filter((o) => o.next.length > 0);
+    let leased: StepRow[] = [];
     if (continuing.length > 0) {
       const executionIds = [...new Set(continuing.map((o) => o.step.execution_id))];
       const paused = new Set((await trx.selectFrom('flow_executions').select('id').where('id', 'in', executionIds).where('status', '=', 'paused').execute()).map((r) => r.id));
       const rows = continuing.flatMap((o) => o.next.map((plan) => this.stepRow({ id: o.step.execution_id, tenant: o.step.tenant }, o.step.id, plan, now, paused.has(o.step.execution_id) ? 'held' : 'ready')));
-      await trx.insertInto('flow_steps').values(rows).onConflict((oc) => oc.doNothing()).execute();
+      // The next steps of executions this process runs are leased to it at once, as a claim
+      // would: they start when this commits, without a claim's wait and round trip.
+      let room = eager?.room ?? 0;
+      for (const row of rows) {
+        if (room <= 0) break;
+        if (row.status !== 'ready') continue;
+        Object.assign(row, { status: 'running', attempt: 1, lease_owner: owner, lease_until: now + eager!.leaseMs, started_at: now });
+        room -= 1;
+      }
+      const inserted = new Set((await trx.insertInto('flow_steps').values(rows).onConflict((oc) => oc.doNothing()).returning('id').execute()).map((r) => r.id));
+      leased = rows.filter((row) => row.lease_owner === owner && inserted.has(row.id));
     }
     for (const o of recorded) if (o.response !== undefined) await this.recordResponse(trx, o.step.execution_id, o.response, now);
-    return recorded;
+    return { recorded, leased };
   }
 
   /**

@@ -307,7 +307,11 @@ export class FlowEngine {
   }
 
   private async record(batch: StepOutcome[]): Promise<void> {
-    const { finished } = await this.options.executions.apply(this.owner, batch);
+    const { maxInFlight, leaseMs } = this.options.settings;
+    // The batch's own steps are still counted as running: they end with this record.
+    const room = this.closed ? 0 : maxInFlight - this.running.size + batch.length;
+    const { finished, leased } = await this.options.executions.apply(this.owner, batch, { room, leaseMs });
+    if (leased.length > 0) await this.executeAll(leased);
     for (const outcome of batch) {
       this.running.delete(outcome.step.id);
       if ('response' in outcome && outcome.response !== undefined) this.notify(outcome.step.execution_id);
