@@ -221,6 +221,30 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect((await finished(early)).status).toBe('succeeded');
   });
 
+  it('holds the step after one that finishes while its execution is paused, and runs it on resume', async () => {
+    let release: (() => void) | undefined;
+    upstream.answer((_req, res) => {
+      release = () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"booked": true}');
+    });
+    const flow = await create(
+      manual('slow-booking', [
+        { id: 'book', component: 'http', config: { method: 'POST', url: `${upstream.url}/slow` } },
+        { id: 'confirm', component: 'transform', config: { expression: '{"confirmed": body.booked}' } },
+      ]),
+    );
+    const id = await run(flow, {});
+    await waitFor('the call to reach the upstream', () => release !== undefined);
+    expect((await api(base, 'POST', `/api/v1/executions/${id}/pause`, { token: acme.token })).status).toBe(200);
+    release!();
+    const stepsOf = async () => Object.fromEntries(((await execution(id)).steps as Json[]).map((s) => [s.node, s.status]));
+    await waitFor('the call to be recorded', async () => (await stepsOf()).book === 'succeeded');
+    expect(await stepsOf()).toEqual({ book: 'succeeded', confirm: 'held' });
+    expect((await execution(id)).status).toBe('paused');
+
+    expect((await api(base, 'POST', `/api/v1/executions/${id}/resume`, { token: acme.token })).status).toBe(200);
+    expect(await finished(id)).toMatchObject({ status: 'succeeded', output: { confirmed: true } });
+  });
+
   it('resumes a wait-for-event step on the matching event, and times out without one', async () => {
     const flow = await create(
       manual('await-payment', [

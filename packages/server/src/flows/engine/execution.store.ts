@@ -27,6 +27,18 @@ export interface NewExecution {
   /** With a concurrency limit: the key its peers share, and how many may run at once. */
   readonly concurrency?: { readonly key: string; readonly limit: number } | undefined;
   readonly first: readonly StepPlan[];
+  /**
+   * Lease the first steps to this engine at once (when the execution is not queued), as
+   * a claim would: they start when the start commits, without a claim's wait.
+   */
+  readonly lease?: { readonly owner: string; readonly leaseMs: number } | undefined;
+}
+
+/** A created (or, with a used idempotency key, an earlier) execution, and its first steps leased to the starter. */
+export interface CreatedExecution {
+  readonly row: ExecutionRow;
+  readonly created: boolean;
+  readonly leased: readonly StepRow[];
 }
 
 /**
@@ -69,6 +81,12 @@ export interface AppliedOutcomes {
   readonly applied: Set<string>;
   readonly finished: Map<string, ExecutionStatus>;
   readonly leased: StepRow[];
+  /**
+   * Whether steps may have become due that were not leased here: next steps beyond the
+   * room, retries, waits, and what an ending execution lets go on (a parent's wait, a
+   * queued peer, an error flow). When false, a claim now would find nothing new.
+   */
+  readonly readied: boolean;
 }
 
 type Success = Extract<StepOutcome, { kind: 'succeeded' }>;
@@ -111,7 +129,7 @@ export class ExecutionStore {
   }
 
   /** Inserts an execution and its first steps; with an idempotency key already used, answers the first execution instead. */
-  async create(execution: NewExecution, trx?: Trx): Promise<{ row: ExecutionRow; created: boolean }> {
+  async create(execution: NewExecution, trx?: Trx): Promise<CreatedExecution> {
     const now = this.clock.now();
     const row: ExecutionRow = {
       id: newId(),
@@ -133,12 +151,18 @@ export class ExecutionStore {
       finished_at: null,
       deadline_at: execution.deadlineAt ?? null,
     };
+    const lease = (steps: StepRow[]): StepRow[] => {
+      if (execution.lease) for (const step of steps) if (step.status === 'ready') Object.assign(step, { status: 'running', attempt: 1, lease_owner: execution.lease.owner, lease_until: now + execution.lease.leaseMs, started_at: now });
+      return steps;
+    };
+    let steps: StepRow[] = [];
     const write = async (t: Trx) => {
       // Over its flow's concurrency limit, an execution waits its turn: queued, its first steps held.
       if (execution.concurrency && (await this.gates.slotsTaken(t, row.flow_id, execution.concurrency.key)) >= execution.concurrency.limit) row.status = 'queued';
       await t.insertInto('flow_executions').values(row).execute();
       const status = row.status === 'queued' ? 'held' : 'ready';
-      if (execution.first.length > 0) await t.insertInto('flow_steps').values(execution.first.map((plan) => this.stepRow(row, '', plan, now, status))).execute();
+      steps = lease(execution.first.map((plan) => this.stepRow(row, '', plan, now, status)));
+      if (steps.length > 0) await t.insertInto('flow_steps').values(steps).execute();
       await this.publish(t, row, EXECUTION_EVENTS.started, { input_size: row.input.length });
       if (execution.first.length === 0) await this.finish(t, row.id, 'succeeded', null, null);
     };
@@ -147,8 +171,11 @@ export class ExecutionStore {
       // A keyed start may collide with its first (a unique violation, which on PostgreSQL
       // aborts the transaction it is in), and a limited one takes a lock: those commit alone.
       else if (execution.idempotencyKey || execution.concurrency || execution.first.length === 0) await this.db.transaction().execute(write);
-      else await this.creates.run({ row, steps: execution.first.map((plan) => this.stepRow(row, '', plan, now)) });
-      return { row, created: true };
+      else {
+        steps = lease(execution.first.map((plan) => this.stepRow(row, '', plan, now)));
+        await this.creates.run({ row, steps });
+      }
+      return { row, created: true, leased: steps.filter((step) => step.lease_owner !== null) };
     } catch (error) {
       if (!execution.idempotencyKey || !isUniqueViolation(error)) throw error;
       const first = await (trx ?? this.db)
@@ -158,7 +185,7 @@ export class ExecutionStore {
         .where('flow_id', '=', execution.flowId)
         .where('idempotency_key', '=', execution.idempotencyKey)
         .executeTakeFirstOrThrow();
-      return { row: first, created: false };
+      return { row: first, created: false, leased: [] };
     }
   }
 
@@ -206,6 +233,7 @@ export class ExecutionStore {
     const applied = new Set<string>();
     const finished = new Map<string, ExecutionStatus>();
     let leased: StepRow[] = [];
+    let readied = false;
     await this.db.transaction().execute(async (trx) => {
       const now = this.clock.now();
       const touched = new Set<string>();
@@ -214,6 +242,8 @@ export class ExecutionStore {
       const succeeded = outcomes.filter((o): o is Success => o.kind === 'succeeded');
       const successes = await this.recordSuccesses(trx, owner, succeeded, now, eager);
       leased = successes.leased;
+      readied = successes.unleased;
+      const advanced = successes.advanced;
       for (const outcome of successes.recorded) {
         const step = outcome.step;
         applied.add(step.id);
@@ -222,6 +252,7 @@ export class ExecutionStore {
       }
       for (const outcome of outcomes) {
         if (outcome.kind === 'succeeded') continue;
+        readied = true;
         const step = outcome.step;
         const update = trx.updateTable('flow_steps').where('id', '=', step.id).where('status', '=', 'running').where('lease_owner', '=', owner).where('attempt', '=', step.attempt);
         let changed: { numUpdatedRows: bigint };
@@ -243,6 +274,7 @@ export class ExecutionStore {
         if (Number(changed.numUpdatedRows) !== 1) continue; // the lease was lost: another run records this step
         applied.add(step.id);
         touched.add(step.execution_id);
+        if (outcome.kind !== 'failed') advanced.add(step.execution_id);
         if ('response' in outcome && outcome.response !== undefined) await this.recordResponse(trx, step.execution_id, outcome.response, now);
         if (outcome.kind === 'failed') {
           const error = { ...outcome.error, node: step.node };
@@ -253,17 +285,24 @@ export class ExecutionStore {
         }
       }
       if (touched.size === 0) return;
+      // An execution given an open step in this batch (a next step, or a step now waiting
+      // or retrying) goes on; the others end if nothing else of theirs is open, which the
+      // finishing update checks itself.
       const ids = [...touched];
-      const open = new Set((await trx.selectFrom('flow_steps').select('execution_id').distinct().where('execution_id', 'in', ids).where('status', 'in', OPEN_STEPS).execute()).map((r) => r.execution_id));
+      const done = await this.finishSucceeded(trx, ids.filter((id) => !advanced.has(id)), leafOutputs, now);
+      for (const row of done) {
+        finished.set(row.id, 'succeeded');
+        if (row.parent_execution_id !== null || row.concurrency_key !== null) readied = true;
+      }
       for (const executionId of ids) {
         const output = leafOutputs.get(executionId);
-        if (open.has(executionId) && output !== undefined) await trx.updateTable('flow_executions').set({ output: JSON.stringify(output), updated_at: now }).where('id', '=', executionId).execute();
+        if (output !== undefined && !finished.has(executionId)) {
+          await trx.updateTable('flow_executions').set({ output: JSON.stringify(output), updated_at: now }).where('id', '=', executionId).where('status', 'not in', FINISHED as ExecutionStatus[]).execute();
+        }
       }
-      const done = await this.finishSucceeded(trx, ids.filter((id) => !open.has(id)), leafOutputs, now);
-      for (const row of done) finished.set(row.id, 'succeeded');
     });
     // A step leased here whose execution failed in the same batch was cancelled with it.
-    return { applied, finished, leased: leased.filter((step) => !finished.has(step.execution_id)) };
+    return { applied, finished, leased: leased.filter((step) => !finished.has(step.execution_id)), readied };
   }
 
   /**
@@ -271,24 +310,26 @@ export class ExecutionStore {
    * inserts the steps that follow them in another (held when their execution is paused),
    * and their `respond` answers; returns the outcomes that counted.
    */
-  private async recordSuccesses(trx: Trx, owner: string, outcomes: readonly Success[], now: number, eager: EagerLease | undefined): Promise<{ recorded: Success[]; leased: StepRow[] }> {
-    if (outcomes.length === 0) return { recorded: [], leased: [] };
+  private async recordSuccesses(trx: Trx, owner: string, outcomes: readonly Success[], now: number, eager: EagerLease | undefined): Promise<{ recorded: Success[]; leased: StepRow[]; unleased: boolean; advanced: Set<string> }> {
+    const advanced = new Set<string>();
+    if (outcomes.length === 0) return { recorded: [], leased: [], unleased: false, advanced };
     // A few hundred at most (the engine's batch): well under either store's parameter limit.
-    const result = await sql<{ id: string }>`
+    const result = await sql<{ id: string; execution_status: string | null }>`
       update flow_steps
          set status = 'succeeded', error = null, finished_at = ${now}, lease_owner = null, lease_until = null,
              output = case id ${sql.join(outcomes.map((o) => sql`when ${o.step.id} then ${JSON.stringify(o.output ?? null)}`), sql` `)} end
        where status = 'running' and lease_owner = ${owner}
          and (id, attempt) in (values ${sql.join(outcomes.map((o) => sql`(${o.step.id}, cast(${o.step.attempt} as integer))`))})
-      returning id`.execute(trx);
+      returning id, (select e.status from flow_executions e where e.id = flow_steps.execution_id) as execution_status`.execute(trx);
     const counted = new Set(result.rows.map((row) => row.id));
+    // Next steps of a paused execution are held until it resumes.
+    const pausedSteps = new Set(result.rows.filter((row) => row.execution_status === 'paused').map((row) => row.id));
     const recorded = outcomes.filter((o) => counted.has(o.step.id));
     const continuing = recorded.filter((o) => o.next.length > 0);
     let leased: StepRow[] = [];
+    let unleased = false;
     if (continuing.length > 0) {
-      const executionIds = [...new Set(continuing.map((o) => o.step.execution_id))];
-      const paused = new Set((await trx.selectFrom('flow_executions').select('id').where('id', 'in', executionIds).where('status', '=', 'paused').execute()).map((r) => r.id));
-      const rows = continuing.flatMap((o) => o.next.map((plan) => this.stepRow({ id: o.step.execution_id, tenant: o.step.tenant }, o.step.id, plan, now, paused.has(o.step.execution_id) ? 'held' : 'ready')));
+      const rows = continuing.flatMap((o) => o.next.map((plan) => this.stepRow({ id: o.step.execution_id, tenant: o.step.tenant }, o.step.id, plan, now, pausedSteps.has(o.step.id) ? 'held' : 'ready')));
       // The next steps of executions this process runs are leased to it at once, as a claim
       // would: they start when this commits, without a claim's wait and round trip.
       let room = eager?.room ?? 0;
@@ -300,13 +341,15 @@ export class ExecutionStore {
       }
       const inserted = new Set((await trx.insertInto('flow_steps').values(rows).onConflict((oc) => oc.doNothing()).returning('id').execute()).map((r) => r.id));
       leased = rows.filter((row) => row.lease_owner === owner && inserted.has(row.id));
+      unleased = rows.some((row) => row.status === 'ready' && inserted.has(row.id));
+      for (const row of rows) if (inserted.has(row.id)) advanced.add(row.execution_id);
     }
     for (const o of recorded) if (o.response !== undefined) await this.recordResponse(trx, o.step.execution_id, o.response, now);
-    return { recorded, leased };
+    return { recorded, leased, unleased, advanced };
   }
 
   /**
-   * Finishes executions that have nothing left open as succeeded, in one update, with their
+   * Finishes those of `ids` that have nothing left open as succeeded, in one update, with their
    * last node's output where this batch recorded it, and publishes their events in one
    * write per tenant; answers the executions it finished.
    */
@@ -319,6 +362,7 @@ export class ExecutionStore {
       .set({ status: 'succeeded', updated_at: now, finished_at: now, error: null, output })
       .where('id', 'in', ids as string[])
       .where('status', 'not in', FINISHED as ExecutionStatus[])
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('flow_steps').select('flow_steps.id').whereRef('flow_steps.execution_id', '=', 'flow_executions.id').where('flow_steps.status', 'in', OPEN_STEPS))))
       .returningAll()
       .execute();
     await this.publishAll(trx, rows, EXECUTION_EVENTS.succeeded, () => ({}));

@@ -6,7 +6,7 @@ import { FlowGraph } from '../definition.js';
 import { evaluate } from '../expressions.js';
 import type { FlowRecord, FlowRepository } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
-import type { ExecutionRow, ExecutionStore, StepOutcome, StepRow } from './execution.store.js';
+import type { CreatedExecution, ExecutionRow, ExecutionStore, StepOutcome, StepRow } from './execution.store.js';
 import { ExecutionOperations } from './execution-operations.js';
 import { FinishFollowUps } from './finish-follow-ups.js';
 import { firstSteps } from './orchestrator.js';
@@ -55,6 +55,8 @@ const BATCH = 256;
 export class FlowEngine {
   private readonly owner = `engine-${newId()}`;
   private readonly running = new Map<string, AbortController>();
+  /** The execution each running step belongs to, as read when it began; its next steps run with it. */
+  private readonly executionOf = new Map<string, ExecutionRow>();
   private readonly outcomes: StepOutcome[] = [];
   private readonly graphs = new Map<string, FlowGraph>();
   private readonly waiters = new Map<string, Set<() => void>>();
@@ -63,6 +65,14 @@ export class FlowEngine {
   /** A wake that came while the worker was not waiting. */
   private woken = false;
   private readonly operations: ExecutionOperations;
+  /** Room promised to starts whose first steps are leased to this process, until they commit. */
+  private reserved = 0;
+  /**
+   * Whether ready steps may be queued for this process to claim (its last claim filled
+   * the room it had, or steps were left unleased for lack of room). While they may, starts
+   * lease nothing themselves: their steps join the queue, which the claim shares out fairly.
+   */
+  private backlog = false;
   private flushing: Promise<void> | undefined;
   private flushScheduled = false;
   private loop: Promise<void> | undefined;
@@ -116,7 +126,7 @@ export class FlowEngine {
     this.wake();
     await this.loop;
     const deadline = Date.now() + graceMs;
-    while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while ((this.running.size > 0 || this.reserved > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const controller of this.running.values()) controller.abort(new Error('Flowgate is shutting down'));
     await this.flush();
   }
@@ -129,24 +139,38 @@ export class FlowEngine {
     if (idempotencyKey === undefined && definition.settings?.idempotencyKey) idempotencyKey = keyOf(await evaluate(definition.settings.idempotencyKey, request.input)) || undefined;
     const timeoutMs = definition.settings?.timeoutMs;
     const concurrency = definition.settings?.concurrency;
-    const { row, created } = await this.options.executions.create(
-      {
-        tenant: flow.tenant,
-        flowId: flow.id,
-        flowVersion: flow.version,
-        trigger: request.trigger,
-        input: request.input,
-        idempotencyKey,
-        traceparent,
-        deadlineAt: timeoutMs ? this.options.clock.now() + timeoutMs : undefined,
-        parentExecutionId: request.parentExecutionId,
-        concurrency: concurrency ? { key: concurrency.key ? keyOf(await evaluate(concurrency.key, request.input)) : '', limit: concurrency.limit } : undefined,
-        first: firstSteps(this.graph(flow.id, flow.version, definition), request.input),
-      },
-      trx,
-    );
-    if (created && !trx) this.wake();
-    return { execution: row, created };
+    const first = firstSteps(this.graph(flow.id, flow.version, definition), request.input);
+    // With room and no queue, this process runs the first steps itself as soon as they are
+    // written (as it does the steps that follow a success); otherwise the claim shares them out.
+    const { maxInFlight, leaseMs } = this.options.settings;
+    const lease = !trx && !this.closed && !this.backlog && first.length > 0 && maxInFlight - this.running.size - this.reserved >= first.length;
+    if (lease) this.reserved += first.length;
+    let created: CreatedExecution;
+    try {
+      created = await this.options.executions.create(
+        {
+          tenant: flow.tenant,
+          flowId: flow.id,
+          flowVersion: flow.version,
+          trigger: request.trigger,
+          input: request.input,
+          idempotencyKey,
+          traceparent,
+          deadlineAt: timeoutMs ? this.options.clock.now() + timeoutMs : undefined,
+          parentExecutionId: request.parentExecutionId,
+          concurrency: concurrency ? { key: concurrency.key ? keyOf(await evaluate(concurrency.key, request.input)) : '', limit: concurrency.limit } : undefined,
+          first,
+          lease: lease ? { owner: this.owner, leaseMs } : undefined,
+        },
+        trx,
+      );
+    } finally {
+      if (lease) this.reserved -= first.length;
+    }
+    const { row, leased } = created;
+    if (leased.length > 0) void this.executeAll(leased, new Map([[row.id, row]]));
+    if (created.created && !trx && leased.length < first.length) this.wake();
+    return { execution: row, created: created.created };
   }
 
   /** Wakes the worker: new steps are ready. A wake while it is claiming makes it claim again at once. */
@@ -208,18 +232,21 @@ export class FlowEngine {
   private async work(): Promise<void> {
     const { maxInFlight, leaseMs, pollMs } = this.options.settings;
     while (!this.closed) {
-      const room = maxInFlight - this.running.size;
+      const room = maxInFlight - this.running.size - this.reserved;
       let claimed: StepRow[] = [];
       // Wakes until now are answered by this claim; later ones by another.
       this.woken = false;
       if (room > 0) {
         try {
           claimed = await this.options.executions.leases.claim(this.owner, Math.min(room, 64), leaseMs);
+          // A claim that took fewer than it could found the queue empty.
+          this.backlog = claimed.length === Math.min(room, 64);
         } catch (error) {
           this.options.logger.warn({ err: error }, 'flow engine could not claim steps');
         }
         if (claimed.length > 0) await this.executeAll(claimed);
       }
+      if (room <= 0) this.backlog = true;
       if (claimed.length > 0 && claimed.length === Math.min(room, 64)) continue;
       // Woken during the claim (a start or an outcome committed meanwhile): its steps may
       // have missed the claim, so look again rather than sleep until the next poll.
@@ -237,16 +264,17 @@ export class FlowEngine {
     }
   }
 
-  /** Runs claimed steps; their executions are read in one query. */
-  private async executeAll(steps: StepRow[]): Promise<void> {
-    let executions: Map<string, ExecutionRow> | undefined;
+  /** Runs claimed steps; the executions the caller does not know are read in one query. */
+  private async executeAll(steps: readonly StepRow[], known?: ReadonlyMap<string, ExecutionRow>): Promise<void> {
+    const executions = new Map(known);
+    const missing = [...new Set(steps.map((s) => s.execution_id))].filter((id) => !executions.has(id));
     try {
-      executions = await this.options.executions.executionsByIds([...new Set(steps.map((s) => s.execution_id))]);
+      if (missing.length > 0) for (const [id, row] of await this.options.executions.executionsByIds(missing)) executions.set(id, row);
     } catch (error) {
       // Each step reads its own execution instead; a store that fails there too lets the lease run out.
       this.options.logger.warn({ err: error }, 'flow engine could not read the executions of claimed steps');
     }
-    for (const step of steps) this.execute(step, executions?.get(step.execution_id));
+    for (const step of steps) this.execute(step, executions.get(step.execution_id));
   }
 
   private execute(step: StepRow, known: ExecutionRow | undefined): void {
@@ -255,6 +283,7 @@ export class FlowEngine {
     const run = async (): Promise<StepOutcome> => {
       const execution = known ?? (await this.options.executions.executionById(step.execution_id));
       if (!execution) throw new Error(`step ${step.id} has no execution`);
+      this.executionOf.set(step.id, execution);
       return this.options.runner.run(step, execution, await this.graphOf(execution), controller.signal);
     };
     run()
@@ -265,7 +294,7 @@ export class FlowEngine {
       .catch((error: unknown) => {
         // Only the store failing gets here; the lease runs out and another run picks the step up.
         this.options.logger.warn({ err: error, step: step.id }, 'flow step could not run');
-        this.running.delete(step.id);
+        this.forget(step.id);
       });
   }
 
@@ -297,7 +326,6 @@ export class FlowEngine {
             if (batch.length === 1) this.unrecorded(batch, error);
             else for (const outcome of batch) await this.record([outcome]).catch((err: unknown) => this.unrecorded([outcome], err));
           }
-          this.wake();
         }
       } finally {
         this.flushing = undefined;
@@ -309,11 +337,20 @@ export class FlowEngine {
   private async record(batch: StepOutcome[]): Promise<void> {
     const { maxInFlight, leaseMs } = this.options.settings;
     // The batch's own steps are still counted as running: they end with this record.
-    const room = this.closed ? 0 : maxInFlight - this.running.size + batch.length;
-    const { finished, leased } = await this.options.executions.apply(this.owner, batch, { room, leaseMs });
-    if (leased.length > 0) await this.executeAll(leased);
+    const room = this.closed ? 0 : maxInFlight - this.running.size - this.reserved + batch.length;
+    const { finished, leased, readied } = await this.options.executions.apply(this.owner, batch, { room, leaseMs });
+    if (leased.length > 0) {
+      const known = new Map<string, ExecutionRow>();
+      for (const outcome of batch) {
+        const execution = this.executionOf.get(outcome.step.id);
+        if (execution) known.set(execution.id, execution);
+      }
+      await this.executeAll(leased, known);
+    }
+    // Room freed while steps queue, or steps made due that no one holds: claim them.
+    if (this.backlog || readied) this.wake();
     for (const outcome of batch) {
-      this.running.delete(outcome.step.id);
+      this.forget(outcome.step.id);
       if ('response' in outcome && outcome.response !== undefined) this.notify(outcome.step.execution_id);
     }
     for (const id of finished.keys()) this.notify(id);
@@ -321,7 +358,13 @@ export class FlowEngine {
 
   private unrecorded(outcomes: StepOutcome[], error: unknown): void {
     this.options.logger.warn({ err: error, steps: outcomes.length }, 'flow engine could not record step outcomes');
-    for (const outcome of outcomes) this.running.delete(outcome.step.id);
+    for (const outcome of outcomes) this.forget(outcome.step.id);
+    this.wake();
+  }
+
+  private forget(stepId: string): void {
+    this.running.delete(stepId);
+    this.executionOf.delete(stepId);
   }
 
   // --- Operations on executions --------------------------------------------------------
