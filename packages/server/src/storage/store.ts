@@ -4,6 +4,7 @@ import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Migration, type SqliteDatabase } from 'kysely';
 import pg from 'pg';
 import { FlowgateError } from '../errors/index.js';
+import { PostgresClient } from './postgres-client.js';
 import { BACKSTOP_AUTOCHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js';
 
 /** What a store can do that the other kind cannot; features branch on these, not on names. */
@@ -199,38 +200,13 @@ function withStatementCache(database: SQLite.Database): SqliteDatabase & { prepa
   };
 }
 
-/** Distinct SQL texts one PostgreSQL connection keeps prepared; past that, texts run unnamed. */
-const PREPARED_PER_CONNECTION = 300;
-
-/**
- * A pg client that names the statements it runs, one name per SQL text, so PostgreSQL
- * parses and plans a text once per connection instead of at every call. Kysely sends
- * every query unnamed, and planning was a third of PostgreSQL's time in the flows bench
- * (pg_stat_statements: 4.5 s of planning next to 10 s of execution).
- */
-class PreparingClient extends pg.Client {
-  private readonly names = new Map<string, string>();
-
-  override query(...args: unknown[]): never {
-    const [text, values] = args;
-    const query = (...a: unknown[]) => (super.query as (this: pg.Client, ...b: unknown[]) => never).apply(this, a);
-    if (args.length === 2 && typeof text === 'string' && Array.isArray(values) && values.length > 0) {
-      let name = this.names.get(text);
-      if (name === undefined && this.names.size < PREPARED_PER_CONNECTION) {
-        name = `flowgate_${this.names.size}`;
-        this.names.set(text, name);
-      }
-      if (name !== undefined) return query({ name, text, values });
-    }
-    return query(...args);
-  }
-}
-
 async function openPostgres(url: string, options: StoreOptions): Promise<Store> {
   const schema = options.schema;
   const poolOf = (max: number, settings: string[]) => {
     const pool = new pg.Pool({
-      Client: PreparingClient,
+      Client: PostgresClient,
+      // Lets a transaction's BEGIN go out in one write with its first statement (PostgresClient).
+      pipeline: true,
       connectionString: url,
       max,
       connectionTimeoutMillis: 5000,

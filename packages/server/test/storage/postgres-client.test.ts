@@ -1,14 +1,15 @@
 /**
- * On PostgreSQL the store keeps statements prepared per connection, by SQL text (store.ts,
- * PreparingClient). What a user of the store must not notice: a prepared text answers
- * each call with that call's values, more texts than a connection keeps still run, and a
- * statement that failed (in a transaction that rolled back) runs again afterwards.
+ * On PostgreSQL the store's client keeps statements prepared per connection, by SQL text,
+ * and sends a transaction's BEGIN in one write with its first statement (postgres-client.ts).
+ * What a user of the store must not notice: a prepared text answers each call with that
+ * call's values, more texts than a connection keeps still run, a statement that failed runs
+ * again afterwards, and transactions stay all or nothing, whichever statement fails.
  */
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openTestStore, type TestStore } from '../support/stores.js';
 
-describe('the PostgreSQL store with prepared statements', () => {
+describe('the PostgreSQL store client', () => {
   let opened: TestStore;
 
   beforeEach(async () => {
@@ -49,5 +50,32 @@ describe('the PostgreSQL store with prepared statements', () => {
     await insert(3).execute(db);
     const ids = (await sql<{ id: number }>`select id from prepared_probe where id > ${0} order by id`.execute(db)).rows.map((r) => r.id);
     expect(ids).toEqual([1, 2, 3]);
+  });
+
+  it('keeps a transaction all or nothing when its first statement fails, and after', async () => {
+    const db = opened.store.db();
+    const insert = (id: number) => sql`insert into prepared_probe (id, label) values (${id}, ${'x'})`;
+    await insert(1).execute(db);
+    // The first statement (sent with BEGIN) fails: nothing of the transaction is kept.
+    await expect(
+      db.transaction().execute(async (trx) => {
+        await insert(1).execute(trx);
+      }),
+    ).rejects.toThrow(/duplicate key/);
+    // Twenty transactions at once over the pool, every third failing at its second statement.
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        db.transaction().execute(async (trx) => {
+          await insert(100 + i).execute(trx);
+          await insert(i % 3 === 0 ? 1 : 200 + i).execute(trx);
+        }),
+      ),
+    );
+    expect(outcomes.filter((o) => o.status === 'rejected')).toHaveLength(7);
+    // A transaction without statements commits too.
+    await db.transaction().execute(() => Promise.resolve());
+    const ids = (await sql<{ id: number }>`select id from prepared_probe where id > ${0} order by id`.execute(db)).rows.map((r) => r.id);
+    const kept = Array.from({ length: 20 }, (_, i) => i).filter((i) => i % 3 !== 0);
+    expect(ids).toEqual([1, ...kept.map((i) => 100 + i), ...kept.map((i) => 200 + i)]);
   });
 });
