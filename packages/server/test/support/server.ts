@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
+import pg from 'pg';
 import { createFlowgate, type Flowgate } from '../../src/create-flowgate.js';
 import { defaultConfig, type DeepPartial, type FlowgateConfig } from '../../src/config/index.js';
 import { MemoryAuditRecorder } from '../../src/kernel/index.js';
@@ -81,11 +81,22 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     audit,
     announced,
     async close() {
-      if (schema) {
-        await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(flowgate.store.db()).catch(() => undefined);
-      }
       await flowgate.close();
+      // Dropped once the server is closed: dropped under a running engine, the drop could lose
+      // a deadlock to the engine's own transactions and leave the schema behind.
+      if (schema) await dropSchema(schema);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Drops a test schema over a connection of its own. */
+async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await client.query(`drop schema if exists ${client.escapeIdentifier(schema)} cascade`);
+  } finally {
+    await client.end();
+  }
 }
