@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { StartRequest } from '../../src/flows/engine/flow-engine.js';
-import type { ExecutionRow } from '../../src/flows/engine/execution.store.js';
+import type { ExecutionRow } from '../../src/flows/engine/execution-model.js';
 import { toRecord, type FlowRecord } from '../../src/flows/flow.repository.js';
 import type { FlowsTables } from '../../src/flows/flows.tables.js';
 import { CronScheduler, type CronEngine } from '../../src/flows/scheduler/index.js';

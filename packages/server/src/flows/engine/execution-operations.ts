@@ -2,7 +2,8 @@ import { EXECUTION_EVENTS } from '@flowgate/contracts';
 import type { Transaction } from 'kysely';
 import type { Clock } from '../../kernel/index.js';
 import type { FlowsTables } from '../flows.tables.js';
-import { OPEN_STEPS, type ExecutionRow, type ExecutionStore } from './execution.store.js';
+import { OPEN_STEPS, type ExecutionRow } from './execution-model.js';
+import type { ExecutionStore } from './execution.store.js';
 
 type Trx = Transaction<FlowsTables>;
 

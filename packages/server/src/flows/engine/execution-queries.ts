@@ -4,7 +4,7 @@ import { FlowgateError } from '../../errors/index.js';
 import { isoTime } from '../../kernel/index.js';
 import { pageSize, type Page, type Store } from '../../storage/index.js';
 import type { FlowsTables } from '../flows.tables.js';
-import type { ExecutionRow, StepRow } from './execution.store.js';
+import type { ExecutionRow, StepRow } from './execution-model.js';
 
 /** Inputs and outputs larger than this are shown cut (the engine keeps them whole). */
 export const SHOWN_BYTES = 64 * 1024;

@@ -3,7 +3,8 @@ import type { Logger } from '../../observability/index.js';
 import type { Transaction } from 'kysely';
 import { toRecord, type FlowRecord } from '../flow.repository.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
-import type { ExecutionRow, ExecutionStore } from './execution.store.js';
+import type { ExecutionRow } from './execution-model.js';
+import type { ExecutionStore } from './execution.store.js';
 
 type Trx = Transaction<FlowsTables>;
 

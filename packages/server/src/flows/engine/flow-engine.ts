@@ -6,9 +6,11 @@ import { FlowGraph } from '../definition.js';
 import { evaluate } from '../expressions.js';
 import type { FlowRecord, FlowRepository } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
-import type { CreatedExecution, ExecutionRow, ExecutionStore, StepOutcome, StepRow } from './execution.store.js';
+import type { CreatedExecution, ExecutionRow, StepOutcome, StepRow } from './execution-model.js';
+import type { ExecutionStore } from './execution.store.js';
 import { ExecutionOperations } from './execution-operations.js';
 import { FinishFollowUps } from './finish-follow-ups.js';
+import { KeyedWake } from './keyed-wake.js';
 import { firstSteps } from './orchestrator.js';
 import type { StepRunner } from './step-runner.js';
 
@@ -46,6 +48,11 @@ export type ExecutionAnswer = { readonly kind: 'responded'; readonly response: u
 
 const BATCH = 256;
 
+interface RunningStep {
+  readonly controller: AbortController;
+  execution?: ExecutionRow;
+}
+
 /**
  * The durable engine: claims due steps (fairly between tenants), runs them through the
  * {@link StepRunner}, and records their outcomes in batches (one transaction for all the
@@ -54,12 +61,12 @@ const BATCH = 256;
  */
 export class FlowEngine {
   private readonly owner = `engine-${newId()}`;
-  private readonly running = new Map<string, AbortController>();
-  /** The execution each running step belongs to, as read when it began; its next steps run with it. */
-  private readonly executionOf = new Map<string, ExecutionRow>();
+  /** Steps running here: how to abort each, and its execution as read when it began (its next steps run with it). */
+  private readonly running = new Map<string, RunningStep>();
   private readonly outcomes: StepOutcome[] = [];
   private readonly graphs = new Map<string, FlowGraph>();
-  private readonly waiters = new Map<string, Set<() => void>>();
+  /** Callers waiting on an execution's answer, woken when this process records one. */
+  private readonly waiters = new KeyedWake();
   private readonly timers: NodeJS.Timeout[] = [];
   private wakeUp: (() => void) | undefined;
   /** A wake that came while the worker was not waiting. */
@@ -127,7 +134,7 @@ export class FlowEngine {
     await this.loop;
     const deadline = Date.now() + graceMs;
     while ((this.running.size > 0 || this.reserved > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    for (const controller of this.running.values()) controller.abort(new Error('Flowgate is shutting down'));
+    for (const { controller } of this.running.values()) controller.abort(new Error('Flowgate is shutting down'));
     await this.flush();
   }
 
@@ -194,23 +201,12 @@ export class FlowEngine {
       if (['succeeded', 'failed', 'cancelled'].includes(row.status)) return { kind: 'finished', execution: row };
       const left = deadline - this.options.clock.now();
       if (left <= 0) return { kind: 'timeout' };
-      await new Promise<void>((resolve) => {
-        const set = this.waiters.get(executionId) ?? new Set();
-        const done = () => {
-          clearTimeout(timer);
-          set.delete(done);
-          if (set.size === 0) this.waiters.delete(executionId);
-          resolve();
-        };
-        const timer = setTimeout(done, Math.min(left, 250));
-        set.add(done);
-        this.waiters.set(executionId, set);
-      });
+      await this.waiters.wait(executionId, Math.min(left, 250));
     }
   }
 
   private notify(executionId: string): void {
-    for (const waiter of [...(this.waiters.get(executionId) ?? [])]) waiter();
+    this.waiters.wake(executionId);
   }
 
   private graph(flowId: string, version: number, definition: FlowRecord['definition']): FlowGraph {
@@ -279,11 +275,12 @@ export class FlowEngine {
 
   private execute(step: StepRow, known: ExecutionRow | undefined): void {
     const controller = new AbortController();
-    this.running.set(step.id, controller);
+    const entry: RunningStep = { controller };
+    this.running.set(step.id, entry);
     const run = async (): Promise<StepOutcome> => {
       const execution = known ?? (await this.options.executions.executionById(step.execution_id));
       if (!execution) throw new Error(`step ${step.id} has no execution`);
-      this.executionOf.set(step.id, execution);
+      entry.execution = execution;
       return this.options.runner.run(step, execution, await this.graphOf(execution), controller.signal);
     };
     run()
@@ -294,7 +291,7 @@ export class FlowEngine {
       .catch((error: unknown) => {
         // Only the store failing gets here; the lease runs out and another run picks the step up.
         this.options.logger.warn({ err: error, step: step.id }, 'flow step could not run');
-        this.forget(step.id);
+        this.running.delete(step.id);
       });
   }
 
@@ -342,7 +339,7 @@ export class FlowEngine {
     if (leased.length > 0) {
       const known = new Map<string, ExecutionRow>();
       for (const outcome of batch) {
-        const execution = this.executionOf.get(outcome.step.id);
+        const execution = this.running.get(outcome.step.id)?.execution;
         if (execution) known.set(execution.id, execution);
       }
       await this.executeAll(leased, known);
@@ -350,7 +347,7 @@ export class FlowEngine {
     // Room freed while steps queue, or steps made due that no one holds: claim them.
     if (this.backlog || readied) this.wake();
     for (const outcome of batch) {
-      this.forget(outcome.step.id);
+      this.running.delete(outcome.step.id);
       if ('response' in outcome && outcome.response !== undefined) this.notify(outcome.step.execution_id);
     }
     for (const id of finished.keys()) this.notify(id);
@@ -358,14 +355,10 @@ export class FlowEngine {
 
   private unrecorded(outcomes: StepOutcome[], error: unknown): void {
     this.options.logger.warn({ err: error, steps: outcomes.length }, 'flow engine could not record step outcomes');
-    for (const outcome of outcomes) this.forget(outcome.step.id);
+    for (const outcome of outcomes) this.running.delete(outcome.step.id);
     this.wake();
   }
 
-  private forget(stepId: string): void {
-    this.running.delete(stepId);
-    this.executionOf.delete(stepId);
-  }
 
   // --- Operations on executions --------------------------------------------------------
 

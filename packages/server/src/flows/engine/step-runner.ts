@@ -4,7 +4,7 @@ import { isDirective, NonRetryableError, RetryLaterError, type Component, type C
 import type { FlowGraph } from '../definition.js';
 import { evaluate, holds, resolveTemplates } from '../expressions.js';
 import type { WaitState } from '../flows.tables.js';
-import type { ExecutionRow, StepOutcome, StepRow } from './execution.store.js';
+import type { ExecutionRow, StepOutcome, StepRow } from './execution-model.js';
 import { candidateEdges, nextSteps, retryDecision, type Phase, type StepFailure } from './orchestrator.js';
 
 /** Reads a secret's value for a run: a string, or an oauth2 secret's current access token. */
