@@ -1,8 +1,6 @@
-import type { BlockList } from 'node:net';
-import { isIP } from 'node:net';
+import { isIP, type BlockList } from 'node:net';
 import { FlowgateError } from '../errors/index.js';
-import { ipList, listed } from './policies/ip-lists.js';
-import { PolicyOptionError } from './policies/index.js';
+import { ipList, listed, PolicyOptionError } from './policies/index.js';
 
 /** Finds the client's address from the TCP peer's and the `X-Forwarded-For` it sent. */
 export type ClientAddress = (peer: string, forwardedFor: string | string[] | undefined) => string;

@@ -1,4 +1,6 @@
+import type { FlowgateError } from '../errors/index.js';
 import type { AuditRecorder, Clock } from '../kernel/index.js';
+import type { GatewayExchange } from './exchange.js';
 
 /** One refused gateway request, as the `gateway.denied` audit event tells it. */
 export interface Refusal {
@@ -12,6 +14,23 @@ export interface Refusal {
   readonly path: string;
   readonly ip: string;
   readonly traceId: string;
+}
+
+/** The refusal a gateway answer with `error` makes of `exchange`. */
+export function refusalOf(exchange: GatewayExchange, error: FlowgateError): Refusal {
+  const principal = exchange.principal;
+  return {
+    tenant: principal?.tenant ?? null,
+    actor: principal?.sub ?? null,
+    route: exchange.route.name,
+    status: error.status,
+    code: error.code,
+    reason: error.detail,
+    method: exchange.method,
+    path: exchange.path,
+    ip: exchange.clientIp,
+    traceId: exchange.trace.traceId,
+  };
 }
 
 /** The refusals of one caller and kind since its last record. */

@@ -15,7 +15,7 @@ import { GatewayConfigStore } from './config-store.js';
 import { GatewayCredentials, UpstreamTokens } from './credentials.js';
 import { DeniedAudit } from './denied-audit.js';
 import { GatewayMetrics } from './gateway-metrics.js';
-import type { PolicyDeps } from './policies/index.js';
+import { isPreflight, type PolicyDeps } from './policies/index.js';
 import { serveRoute, type ProxyDeps, type Upgrade } from './proxy.js';
 import { createRateLimitStore, type RateLimitStore } from './rate-limit/index.js';
 import { GatewaySecretValues } from './secret-values.js';
@@ -150,7 +150,7 @@ export class Gateway {
     if (!found) return false;
     // A plain OPTIONS request to a route that serves OPTIONS for its preflights only is
     // answered as any method the route does not list.
-    if ((found.store as RouteMatch).preflightOnly && !isPreflight(req)) return false;
+    if ((found.store as RouteMatch).preflightOnly && !isPreflight(req.method, req.headers)) return false;
     this.serve(serving, found, req, res);
     return true;
   }
@@ -258,11 +258,6 @@ function sameConnection(a: GatewayService, b: GatewayService): boolean {
   const { policies: _a, ...left } = a;
   const { policies: _b, ...right } = b;
   return JSON.stringify(left) === JSON.stringify(right);
-}
-
-/** A CORS preflight (Fetch standard): OPTIONS with Origin and Access-Control-Request-Method. */
-function isPreflight(req: IncomingMessage): boolean {
-  return req.headers.origin !== undefined && req.headers['access-control-request-method'] !== undefined;
 }
 
 function decodedOrRaw(path: string): string {

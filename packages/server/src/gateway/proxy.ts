@@ -6,7 +6,7 @@ import { Transform, type Duplex, type Readable } from 'node:stream';
 import { formatTraceparent, NO_SPANS, startSpan, type Logger, type SpanSink } from '../observability/index.js';
 import type { ClientAddress } from './client-address.js';
 import type { RouteMatch } from './compile.js';
-import type { DeniedAudit } from './denied-audit.js';
+import { refusalOf, type DeniedAudit } from './denied-audit.js';
 import type { GatewayExchange } from './exchange.js';
 import { downstreamHeaders, downstreamHeadersFromRaw, upstreamHeaders } from './forwarding-headers.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
@@ -351,7 +351,7 @@ function answerError(exchange: GatewayExchange, err: unknown, deps: ProxyDeps): 
   const error = err instanceof FlowgateError ? err : new FlowgateError('FLOWGATE_ERR_SERVER_INTERNAL', undefined, { cause: err });
   if (error.family === 'unexpected') deps.logger.error({ err, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
   else if (error.status >= 500) deps.logger.warn({ err: error.cause ?? error, code: error.code, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
-  if (REFUSALS.has(error.status)) recordRefusal(exchange, error, deps.denials);
+  if (REFUSALS.has(error.status)) deps.denials.refused(refusalOf(exchange, error));
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
@@ -364,22 +364,6 @@ function answerError(exchange: GatewayExchange, err: unknown, deps: ProxyDeps): 
     'content-length': Buffer.byteLength(body),
   });
   res.end(body);
-}
-
-function recordRefusal(exchange: GatewayExchange, error: FlowgateError, denials: DeniedAudit): void {
-  const principal = exchange.principal;
-  denials.refused({
-    tenant: principal?.tenant ?? null,
-    actor: principal?.sub ?? null,
-    route: exchange.route.name,
-    status: error.status,
-    code: error.code,
-    reason: error.detail,
-    method: exchange.method,
-    path: exchange.path,
-    ip: exchange.clientIp,
-    traceId: exchange.trace.traceId,
-  });
 }
 
 function finish(exchange: GatewayExchange, started: number, deps: ProxyDeps): void {

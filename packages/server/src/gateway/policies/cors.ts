@@ -1,4 +1,5 @@
 import type { CorsPolicy } from '@flowgate/contracts';
+import type { IncomingHttpHeaders } from 'node:http';
 import { FlowgateError } from '../../errors/index.js';
 import { PolicyOptionError, type PolicyFactory } from './policy.js';
 
@@ -33,8 +34,7 @@ export const corsPolicy: PolicyFactory<CorsPolicy> = {
       const origin = exchange.req.headers.origin;
       if (origin === undefined) return undefined;
       const allowed = any || origins.has(origin.toLowerCase());
-      const preflight = exchange.method === 'OPTIONS' && exchange.req.headers['access-control-request-method'] !== undefined;
-      if (!preflight) {
+      if (!isPreflight(exchange.method, exchange.req.headers)) {
         if (allowed) {
           Object.assign(exchange.responseHeaders, originHeaders(any ? '*' : origin, options.credentials));
           if (exposed) exchange.responseHeaders['access-control-expose-headers'] = exposed;
@@ -69,4 +69,9 @@ function originHeaders(origin: string, credentials: boolean | undefined): Record
   if (origin !== '*') headers.vary = 'Origin';
   if (credentials) headers['access-control-allow-credentials'] = 'true';
   return headers;
+}
+
+/** A CORS preflight (Fetch standard): OPTIONS with Origin and Access-Control-Request-Method. */
+export function isPreflight(method: string | undefined, headers: IncomingHttpHeaders): boolean {
+  return method === 'OPTIONS' && headers.origin !== undefined && headers['access-control-request-method'] !== undefined;
 }
