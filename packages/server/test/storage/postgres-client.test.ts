@@ -19,6 +19,7 @@ describe('the PostgreSQL store client', () => {
   afterEach(async () => {
     await opened.cleanup();
   });
+  const insert = (id: number) => sql`insert into prepared_probe (id, label) values (${id}, ${'x'})`;
 
   it('answers the same text with each call\'s own values', async () => {
     const db = opened.store.db();
@@ -38,7 +39,6 @@ describe('the PostgreSQL store client', () => {
 
   it('runs a statement again after it failed in a transaction that rolled back', async () => {
     const db = opened.store.db();
-    const insert = (id: number) => sql`insert into prepared_probe (id, label) values (${id}, ${'x'})`;
     await insert(1).execute(db);
     await expect(
       db.transaction().execute(async (trx) => {
@@ -54,7 +54,6 @@ describe('the PostgreSQL store client', () => {
 
   it('keeps a transaction all or nothing when its first statement fails, and after', async () => {
     const db = opened.store.db();
-    const insert = (id: number) => sql`insert into prepared_probe (id, label) values (${id}, ${'x'})`;
     await insert(1).execute(db);
     // The first statement (sent with BEGIN) fails: nothing of the transaction is kept.
     await expect(
