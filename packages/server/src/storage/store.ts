@@ -276,11 +276,12 @@ function makeStore(
       });
       let { error, results } = await migrator.migrateToLatest();
       // Kysely checks for its migration table by listing every table of the database;
-      // PostgreSQL fails that listing (3F000 for the schema, 42P01 for one of its tables)
-      // when another schema is dropped meanwhile. Migrations run in one transaction there,
-      // so nothing was applied and trying again is safe (a migration that truly names a
-      // missing table fails three more times, the same way).
-      const raced = (e: unknown) => ['3F000', '42P01'].includes(String((e as { code?: unknown }).code));
+      // PostgreSQL fails that listing (3F000 for the schema, 42P01 for one of its tables,
+      // 42703 for one of their columns) when another schema is dropped meanwhile. Migrations
+      // run in one transaction there, so nothing was applied and trying again is safe (a
+      // migration that truly names a missing table or column fails three more times, the
+      // same way).
+      const raced = (e: unknown) => ['3F000', '42P01', '42703'].includes(String((e as { code?: unknown }).code));
       for (let attempt = 1; error && attempt < 4 && raced(error); attempt++) {
         await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
         ({ error, results } = await migrator.migrateToLatest());
