@@ -273,6 +273,37 @@ describe.each(BUS_KINDS)('event bus on %s', (kind) => {
       }
     });
 
+    // NATS keeps a stream per topic, so there a key's order holds within one topic (README, known gaps).
+    it.skipIf(kind === 'nats').each([3, 40])('keeps a key in publish order across the %i topics a group reads, among other topics', async (topics) => {
+      const order = new Map<string, number[]>();
+      await collect({ tenant, group: 'across', filter: 'orders.**', maxInFlight: 16 }, (event) => {
+        const key = event.headers.key!;
+        order.set(key, [...(order.get(key) ?? []), event.payload as number]);
+      });
+      const items = Array.from({ length: 240 }, (_, i) =>
+        i % 2 === 0 ? { topic: `orders.t${(i * 7) % topics}`, key: `customer-${i % 3}`, payload: i } : { topic: `noise.t${i % 5}`, key: `customer-${i % 3}`, payload: i },
+      );
+      await t.bus.publishBatch(tenant, items);
+      const wanted = items.filter((i) => i.topic.startsWith('orders.'));
+      await waitFor('every order', () => [...order.values()].reduce((n, l) => n + l.length, 0) === wanted.length);
+      for (const [key, seen] of order) {
+        expect(seen).toEqual(wanted.filter((i) => i.key === key).map((i) => i.payload));
+      }
+    });
+
+    it.skipIf(kind === 'nats')('still delivers events that waited behind a key whose first event vanished unsettled', async () => {
+      const { seen } = await collect({ tenant, group: 'orphans', filter: 'w', manualAck: true, maxInFlight: 4 });
+      const sent = await t.bus.publishBatch(tenant, [1, 2, 3].map((n) => ({ topic: 'w', key: 'k', payload: n })));
+      await waitFor('the first event', () => seen.length === 1);
+      // What an ack racing a claim on PostgreSQL can leave: the head's row gone, its waiters not told.
+      const [head] = await t.bus.read(tenant, 'w', { kind: 'earliest' }, 1);
+      await sql`delete from bus_pending where seq = ${head!.seq}`.execute(t.store.db());
+      await waitFor('the events behind it', () => seen.length === 2);
+      await seen[1]!.context.ack();
+      await waitFor('the last event', () => seen.length === 3);
+      expect(seen.map((s) => s.event.id)).toEqual(sent.map((e) => e.id));
+    });
+
     it('replays a group from the start, from a seq and from a time', async () => {
       const { seen } = await collect({ tenant, group: 'replayer', filter: 'r' });
       const sent = await t.bus.publishBatch(tenant, [1, 2, 3, 4].map((n) => ({ topic: 'r', payload: n })));
