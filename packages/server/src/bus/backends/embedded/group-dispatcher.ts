@@ -7,7 +7,7 @@ import type { BusTables } from '../../bus.migrations.js';
 import type { Delivery } from '../../bus-backend.js';
 import type { TopicFilter } from '../../topic-filter.js';
 import { toStored, type EventLog, type LogTopic } from './event-log.js';
-import { CursorMoved, GroupState, WAITING, WAITING_SWEEP_MS, type PendingRow } from './group-state.js';
+import { CursorMoved, GroupState, WAITING, type PendingRow } from './group-state.js';
 
 type Db = Kysely<BusTables>;
 
@@ -68,8 +68,6 @@ export class GroupDispatcher {
   private ackFlush: Promise<void> | undefined;
   private closed = false;
   private lastPassAt = 0;
-  private lastSweepAt = 0;
-  private turns: Promise<unknown> = Promise.resolve();
   private readonly state: GroupState;
 
   constructor(
@@ -196,10 +194,8 @@ export class GroupDispatcher {
     const out: Delivery[] = [];
     const outMeta: { seq: number; deliveryId: number }[] = [];
 
-    const sweep = now - this.lastSweepAt >= WAITING_SWEEP_MS;
-    if (sweep) this.lastSweepAt = now;
-    await this.serially(() => this.state.claimTransaction(async (trx) => {
-      if (sweep) await this.state.sweepWaiting(trx);
+    await this.state.claimTransaction(async (trx) => {
+      await this.state.sweepWaiting(trx, now);
       // 1. Claimed events that are due: redeliveries, retries, and events whose key's
       //    earlier event is done.
       for (const row of await this.state.due(trx, now, capacity)) {
@@ -232,7 +228,7 @@ export class GroupDispatcher {
         }
         this.tenantTurn = (this.tenantTurn + 1) % Math.max(1, tenants.length);
       }
-    }));
+    });
 
     // Committed: now hand them out.
     out.forEach((delivery, i) => {
@@ -326,18 +322,6 @@ export class GroupDispatcher {
     };
   }
 
-  /**
-   * Claims and acks of this process take turns. An ack that released its key's next event
-   * while a claim was adding more events of that key, uncommitted, would miss them and leave
-   * them waiting (on PostgreSQL; SQLite's one connection serialises them anyway). Other
-   * processes sharing the store are caught by the waiting sweep.
-   */
-  private serially<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.turns.then(work);
-    this.turns = run.catch(() => undefined);
-    return run;
-  }
-
   private release(seq: number, deliveryId: number): void {
     for (const m of this.members) if (m.inFlight.get(seq) === deliveryId) m.inFlight.delete(seq);
   }
@@ -354,7 +338,7 @@ export class GroupDispatcher {
     while (this.acks.length > 0) {
       const batch = this.acks.splice(0, this.acks.length);
       try {
-        await this.serially(() => this.state.deleteAcked(batch));
+        await this.state.deleteAcked(batch);
         for (const a of batch) a.resolve();
       } catch (error) {
         for (const a of batch) a.reject(error);

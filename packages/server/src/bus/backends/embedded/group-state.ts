@@ -54,14 +54,12 @@ export const WAITING = -1;
 const MAX_TOPICS_READ_APART = 32;
 
 /** How often waiting events are checked for a head that vanished without releasing them. */
-export const WAITING_SWEEP_MS = 2000;
+const WAITING_SWEEP_MS = 2000;
 
 /** Rows per INSERT or DELETE statement where the query builder is used. */
 const CHUNK = 200;
 const INSERT_PENDING = 'insert into bus_pending (group_id, seq, tenant_id, event_key, deliveries, visible_at, delivery_id) values (?, ?, ?, ?, ?, ?, ?)';
 const DELETE_ACKED = 'delete from bus_pending where group_id = ? and seq = ? and delivery_id = ? returning event_key';
-const RELEASE_NEXT = `update bus_pending set visible_at = 0 where group_id = ? and visible_at = ${WAITING}
-  and seq = (select min(seq) from bus_pending where group_id = ? and event_key = ?)`;
 
 /**
  * One consumer group's rows in the store: `bus_cursors` (per tenant, the last seq claimed
@@ -75,8 +73,24 @@ export class GroupState {
     private readonly groupId: number,
   ) {}
 
+  /** The claim or ack under way in this process; the next one waits for it. */
+  private turns: Promise<unknown> = Promise.resolve();
+  private lastSweepAt = 0;
+
   private get db(): Db {
     return this.store.db<BusTables>();
+  }
+
+  /**
+   * Claims and acks of this process take turns. An ack that released its key's next event
+   * while a claim was adding more events of that key, uncommitted, would miss them and leave
+   * them waiting (on PostgreSQL; SQLite's one connection serialises them anyway). Other
+   * processes sharing the store are caught by {@link sweepWaiting}.
+   */
+  private inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.turns.then(work);
+    this.turns = run.catch(() => undefined);
+    return run;
   }
 
   /**
@@ -84,7 +98,7 @@ export class GroupState {
    * only makes its events due again.
    */
   claimTransaction<T>(work: (trx: Db) => Promise<T>): Promise<T> {
-    return this.store.relaxedTransaction((trx) => work(trx as unknown as Db));
+    return this.inTurn(() => this.store.relaxedTransaction((trx) => work(trx as unknown as Db)));
   }
 
   /** Claimed events due by `now`, none of them behind an earlier event of its key. */
@@ -124,20 +138,24 @@ export class GroupState {
 
   /** Makes the next waiting event of each key due: its head was settled. */
   private async releaseNext(trx: Db, keys: Iterable<string | null>): Promise<void> {
-    for (const key of new Set(keys)) {
-      if (key === null) continue;
-      await sql`update bus_pending set visible_at = 0 where group_id = ${this.groupId} and visible_at = ${WAITING}
-        and seq = (select min(seq) from bus_pending where group_id = ${this.groupId} and event_key = ${key})`.execute(trx);
-    }
+    for (const key of new Set(keys)) if (key !== null) await this.releaseNextQuery(key).execute(trx);
+  }
+
+  private releaseNextQuery(key: string) {
+    return sql`update bus_pending set visible_at = 0 where group_id = ${this.groupId} and visible_at = ${WAITING}
+      and seq = (select min(seq) from bus_pending where group_id = ${this.groupId} and event_key = ${key})`;
   }
 
   /**
-   * Makes due every waiting event that no longer has an earlier event of its key. Settling
-   * a head releases the next one; this catches the one case that misses it, on PostgreSQL:
-   * an ack by another process sharing the store, committing between a claim's read of the
-   * busy keys and its commit (within one process, claims and acks take turns).
+   * Makes due every waiting event that no longer has an earlier event of its key, at most
+   * every {@link WAITING_SWEEP_MS}. Settling a head releases the next one; this catches the
+   * one case that misses it, on PostgreSQL: an ack by another process sharing the store,
+   * committing between a claim's read of the busy keys and its commit (within one process,
+   * claims and acks take turns: {@link inTurn}).
    */
-  async sweepWaiting(trx: Db): Promise<void> {
+  async sweepWaiting(trx: Db, now: number): Promise<void> {
+    if (now - this.lastSweepAt < WAITING_SWEEP_MS) return;
+    this.lastSweepAt = now;
     await sql`update bus_pending set visible_at = 0 where group_id = ${this.groupId} and visible_at = ${WAITING}
       and not exists (select 1 from bus_pending q where q.group_id = bus_pending.group_id and q.event_key = bus_pending.event_key and q.seq < bus_pending.seq)`.execute(trx);
   }
@@ -226,12 +244,15 @@ export class GroupState {
   }
 
   /** Settles acked deliveries. Relaxed: an ack lost to a power cut means one more delivery. */
-  async deleteAcked(acks: readonly AckRef[]): Promise<void> {
+  deleteAcked(acks: readonly AckRef[]): Promise<void> {
+    return this.inTurn(() => this.deleteAckedNow(acks));
+  }
+
+  private async deleteAckedNow(acks: readonly AckRef[]): Promise<void> {
     const native = this.store.native;
     if (native) {
       await native.exclusive((c) => {
         const remove = c.prepare(DELETE_ACKED);
-        const releaseNext = c.prepare(RELEASE_NEXT);
         c.transaction(
           () => {
             const keys = new Set<string>();
@@ -239,7 +260,10 @@ export class GroupState {
               const gone = remove.get(this.groupId, a.seq, a.deliveryId) as { event_key: string | null } | undefined;
               if (gone !== undefined && gone.event_key !== null) keys.add(gone.event_key);
             }
-            for (const key of keys) releaseNext.run(this.groupId, this.groupId, key);
+            for (const key of keys) {
+              const release = this.releaseNextQuery(key).compile(this.db);
+              c.prepare(release.sql).run(...release.parameters);
+            }
           },
           { relaxed: true },
         );
