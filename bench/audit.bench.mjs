@@ -23,7 +23,7 @@ const RECORDS = Number(process.env.BENCH_RECORDS ?? 100_000);
 const CATCHUP = Number(process.env.BENCH_CATCHUP ?? 20_000);
 const CATCHUP_OTHERS = Number(process.env.BENCH_CATCHUP_OTHERS ?? 10);
 
-const { AuditLog, AuditService, createCheckpointSigner, verifyChain } = await import(join(DIST, 'audit/index.js'));
+const { AuditLog, AuditService, auditPublishItem, createCheckpointSigner, verifyChain } = await import(join(DIST, 'audit/index.js'));
 const { EmbeddedBusBackend, EventBus } = await import(join(DIST, 'bus/index.js'));
 const { default: pino } = await import('pino');
 const { systemClock } = await import(join(DIST, 'kernel/index.js'));
@@ -88,7 +88,7 @@ for (let i = 0; i < CATCHUP; i += 100) {
   for (let j = i; j < Math.min(CATCHUP, i + 100); j++) {
     for (let k = 0; k < CATCHUP_OTHERS; k++) items.push({ topic: `execution.step${k % 3}`, payload: { j, k } });
     const event = { id: `evt-${j}`, time: new Date().toISOString(), tenant, action: `flows.flow.a${j % 5}`, actor: 'user-1', outcome: 'success', target: `flow:f${j}` };
-    items.push({ topic: `audit.${event.action}`, payload: event, key: tenant });
+    items.push(auditPublishItem(event));
   }
   await bus.publishBatch(tenant, items, { system: true, serviceName: 'audit' });
 }

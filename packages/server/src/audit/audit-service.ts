@@ -1,4 +1,4 @@
-import type { EventBus, ConsumerHandle } from '../bus/index.js';
+import type { EventBus, ConsumerHandle, PublishItem } from '../bus/index.js';
 import { isoTime, newId, type AuditEvent, type AuditRecorder, type Clock } from '../kernel/index.js';
 import type { Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
@@ -24,11 +24,16 @@ export class BusAuditRecorder implements AuditRecorder {
   record(event: AuditEvent): void {
     const envelope: AuditEnvelope = { ...event, id: newId(), time: isoTime(this.clock.now()) };
     this.bus
-      // Keyed by chain: the audit group appends a chain's events one at a time, in the order
-      // they were recorded.
-      .publish(event.tenant ?? PLATFORM_SCOPE, { topic: `audit.${event.action}`, payload: envelope, key: event.tenant ?? PLATFORM_SCOPE }, { system: true, serviceName: 'audit' })
+      .publish(event.tenant ?? PLATFORM_SCOPE, auditPublishItem(envelope), { system: true, serviceName: 'audit' })
       .catch((error: unknown) => this.logger.error({ err: error, action: event.action, tenant: event.tenant }, 'audit event could not be published'));
   }
+}
+
+/** How an audit event travels on the bus (in its tenant, or `_platform`, with `system`). */
+export function auditPublishItem(envelope: AuditEnvelope): PublishItem {
+  // Keyed by chain: the audit group appends a chain's events one at a time, in the order
+  // they were recorded.
+  return { topic: `audit.${envelope.action}`, payload: envelope, key: envelope.tenant ?? PLATFORM_SCOPE };
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;

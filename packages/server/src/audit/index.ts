@@ -4,7 +4,7 @@
  */
 export { AuditLog, PLATFORM_SCOPE, GENESIS_HASH, recordHash, type AuditEnvelope, type AuditRecord, type AuditQuery, type CheckpointClaims, type CheckpointSigner } from './audit-log.js';
 export { verifyChain, type VerifyReport, type ChainProblem } from './audit-verify.js';
-export { AuditService, BusAuditRecorder, AUDIT_GROUP, type AuditServiceOptions } from './audit-service.js';
+export { AuditService, BusAuditRecorder, AUDIT_GROUP, auditPublishItem, type AuditServiceOptions } from './audit-service.js';
 export { createCheckpointSigner, type SigningKeys } from './checkpoint-signer.js';
 export { auditMigrations, type AuditTables } from './audit.migrations.js';
 export { canonicalJson } from './canonical-json.js';
