@@ -28,7 +28,7 @@ const KEY_PATTERN = /^fgk_([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 /** How long a verified key is taken on trust before the store is asked again. */
 export const API_KEY_CACHE_MS = 5_000;
 const API_KEY_CACHE_ENTRIES = 10_000;
-/** Reads of one verification when forgets keep landing during them; then it gives up (503). */
+/** Reads of one verification when forgets of its key or account keep landing during them; then it gives up (503). */
 const MAX_READS = 4;
 
 /** A new key: the whole key (shown once) and what is stored of it. */
@@ -181,10 +181,60 @@ interface CachedKey {
   readonly until: number;
 }
 
-/** A row as read, and when the read began: an answer stands from then, not from its arrival. */
+/** A row as read, when the read began (an answer stands from then) and the forgets seen by then. */
 interface KeyRead {
   readonly row: ApiKeyWithAccount | undefined;
   readonly readAt: number;
+  readonly forgetsBefore: number;
+}
+
+/** Forgets remembered one by one; past this many the oldest go, and reads older than them read again. */
+const FORGETS_KEPT = 1_000;
+
+/**
+ * The forgets this instance has seen, numbered, by key and by account: whether one
+ * touched a given key since a read began. A forget of another key does not make a read
+ * stale. Bounded: a read that began before the oldest forgotten forget counts as touched.
+ */
+class ForgetLog {
+  private count = 0;
+  private readonly byKey = new Map<string, number>();
+  private readonly byAccount = new Map<string, number>();
+  /** The number of the newest forget dropped from the maps. */
+  private dropped = 0;
+
+  /** How many forgets there have been: a read records it when it begins. */
+  get seen(): number {
+    return this.count;
+  }
+
+  key(keyId: string): void {
+    this.record(this.byKey, keyId);
+  }
+
+  account(tenantId: string, accountId: string): void {
+    this.record(this.byAccount, `${tenantId}/${accountId}`);
+  }
+
+  /** Whether a forget of this key or of its account came after `seen`. */
+  touchedSince(seen: number, row: ApiKeyWithAccount): boolean {
+    return (
+      seen < this.dropped ||
+      (this.byKey.get(row.id) ?? 0) > seen ||
+      (this.byAccount.get(`${row.tenant_id}/${row.service_account_id}`) ?? 0) > seen
+    );
+  }
+
+  private record(forgets: Map<string, number>, name: string): void {
+    this.count++;
+    forgets.delete(name);
+    forgets.set(name, this.count);
+    if (forgets.size > FORGETS_KEPT) {
+      const [oldest, at] = forgets.entries().next().value as [string, number];
+      forgets.delete(oldest);
+      this.dropped = Math.max(this.dropped, at);
+    }
+  }
 }
 
 const invalid = (detail: string) => new FlowgateError('FLOWGATE_ERR_AUTH_API_KEY_INVALID', detail);
@@ -207,10 +257,10 @@ const unknownKey = () => invalid('The API key is not known.');
  */
 export class ApiKeyVerifier {
   private readonly cache = new Map<string, CachedKey>();
-  /** Reads under way, by generation and key id: a read never serves a verification that began after a forget. */
+  /** Reads under way, by forgets seen and key id: a read never serves a verification that began after a forget. */
   private readonly lookups = new SingleFlight<string, KeyRead>();
-  /** Bumped by every forget: a read that began before one may predate the revoke, and is not used. */
-  private generation = 0;
+  /** A read that began before a forget of its key or account may predate the revoke, and is not used. */
+  private readonly forgets = new ForgetLog();
   private readonly cacheMs: number;
   private readonly cacheEntries: number;
 
@@ -239,13 +289,13 @@ export class ApiKeyVerifier {
     }
 
     // A forget is called once the revoke (or account change) is in the store: a read that
-    // began before one may hold the row as it was, so it is read again. Checked after the
-    // await and used without another, so no forget can slip between check and cache.
+    // began before a forget of its key or account may hold the row as it was, so it is
+    // read again. Checked after the await and used without another, so no forget can slip
+    // between check and cache.
     let read: KeyRead;
     for (let attempt = 1; ; attempt++) {
-      const generation = this.generation;
-      read = await this.read(parsed.id, generation);
-      if (generation === this.generation) break;
+      read = await this.read(parsed.id);
+      if (!read.row || !this.forgets.touchedSince(read.forgetsBefore, read.row)) break;
       if (attempt === MAX_READS) throw new FlowgateError('FLOWGATE_ERR_SERVER_NOT_READY', 'API keys are being revoked; retry shortly.');
     }
     const { row, readAt } = read;
@@ -262,25 +312,26 @@ export class ApiKeyVerifier {
 
   /**
    * The key's row as read now. Callers of one key at once (a burst as its cache entry
-   * runs out) share one read, but only within one generation: a verification that began
-   * after a forget never takes the answer of a read that began before it.
+   * runs out) share one read, but only between forgets: a verification that began after
+   * a forget never takes the answer of a read that began before it.
    */
-  private read(id: string, generation: number): Promise<KeyRead> {
-    return this.lookups.run(`${generation}:${id}`, async () => {
+  private read(id: string): Promise<KeyRead> {
+    const forgetsBefore = this.forgets.seen;
+    return this.lookups.run(`${forgetsBefore}:${id}`, async () => {
       const readAt = this.clock.now();
-      return { row: await this.keys.findForVerification(id), readAt };
+      return { row: await this.keys.findForVerification(id), readAt, forgetsBefore };
     });
   }
 
   /** Forgets a key on this instance (it was revoked): its next use asks the store. */
   forget(keyId: string): void {
-    this.generation++;
+    this.forgets.key(keyId);
     this.cache.delete(keyId);
   }
 
   /** Forgets every key of an account on this instance (it was deleted, demoted or rotated). */
   forgetAccount(tenantId: string, accountId: string): void {
-    this.generation++;
+    this.forgets.account(tenantId, accountId);
     for (const [id, entry] of this.cache) {
       if (entry.tenant === tenantId && entry.accountId === accountId) this.cache.delete(id);
     }

@@ -123,14 +123,38 @@ describe('API-key revocation against verifications under way', () => {
     expect(hold.reads).toHaveBeenCalledTimes(2);
   });
 
-  it('answers 503 rather than trust a read when revokes keep landing during every read', async () => {
-    const { key } = await newKey();
-    const reads = vi.spyOn(ApiKeyRepository.prototype, 'findForVerification').mockImplementation(async function (this: ApiKeyRepository, id: string) {
+  /** Calls `during` while each read of a key's row is out, after the row was read. */
+  const forgetDuringReads = (during: () => void) =>
+    vi.spyOn(ApiKeyRepository.prototype, 'findForVerification').mockImplementation(async function (this: ApiKeyRepository, id: string) {
       const row = await original.call(this, id);
-      // Another key of the instance is revoked while this read is out.
-      server.flowgate.iam.apiKeys.forget('00000000-0000-7000-8000-000000000000');
+      during();
       return row;
     });
+
+  it('takes its read when, while it was out, other keys and other accounts were revoked', async () => {
+    const { key } = await newKey();
+    const reads = forgetDuringReads(() => {
+      server.flowgate.iam.apiKeys.forget('00000000-0000-7000-8000-000000000000');
+      server.flowgate.iam.apiKeys.forgetAccount(acme.tenant, '00000000-0000-7000-8000-000000000001');
+    });
+    const principal = await server.flowgate.iam.apiKeys.verify(key);
+    expect(principal.sub).toBe(accountId);
+    expect(reads).toHaveBeenCalledTimes(1);
+  });
+
+  it('reads again when its own account was changed while its read was out', async () => {
+    const { key } = await newKey();
+    let changes = 0;
+    const reads = forgetDuringReads(() => {
+      if (changes++ === 0) server.flowgate.iam.apiKeys.forgetAccount(acme.tenant, accountId);
+    });
+    await server.flowgate.iam.apiKeys.verify(key);
+    expect(reads).toHaveBeenCalledTimes(2);
+  });
+
+  it('answers 503 rather than trust a read when revokes of its key keep landing during every read', async () => {
+    const { id, key } = await newKey();
+    const reads = forgetDuringReads(() => server.flowgate.iam.apiKeys.forget(id));
     await expect(server.flowgate.iam.apiKeys.verify(key)).rejects.toMatchObject({ code: 'FLOWGATE_ERR_SERVER_NOT_READY', status: 503 });
     expect(reads).toHaveBeenCalledTimes(4);
     reads.mockRestore();
