@@ -5,11 +5,11 @@
  * name, or the file and its dotted path).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import Value from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { FlowgateError } from '../errors/index.js';
+import { parseNetwork } from '../kernel/index.js';
 import { ConfigSchema, type FlowgateConfig } from './config.schema.js';
 
 type EnvKind = 'string' | 'integer' | 'boolean';
@@ -173,7 +173,7 @@ export function loadConfig({ env, cwd }: LoadConfigOptions): FlowgateConfig {
     const value = getPath(withDefaults, path);
     if (typeof value !== 'string') continue;
     for (const entry of value.split(',').map((s) => s.trim())) {
-      if (entry !== '' && !isAddressOrNetwork(entry)) {
+      if (entry !== '' && !parseNetwork(entry)) {
         problems.push(`${labels.get(path) ?? fileLabel(path)}: ${JSON.stringify(truncate(entry))} is not an IP address or network (CIDR) such as 10.0.0.0/8`);
       }
     }
@@ -212,14 +212,6 @@ function allowedValues(path: string): string[] | undefined {
   const anyOf = (node as { anyOf?: Array<{ const?: unknown }> }).anyOf;
   if (!anyOf || !anyOf.every((b) => typeof b.const === 'string')) return undefined;
   return anyOf.map((b) => b.const as string);
-}
-
-/** An IP address, or a network as address/prefix length (`10.0.0.0/8`, `fd00::/8`). */
-function isAddressOrNetwork(entry: string): boolean {
-  const [address = '', bits, extra] = entry.split('/');
-  const family = isIP(address);
-  if (family === 0 || extra !== undefined) return false;
-  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
 }
 
 function isSecretPath(path: string): boolean {

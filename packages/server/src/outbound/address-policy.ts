@@ -1,5 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { FlowgateError } from '../errors/index.js';
+import { addNetwork, listsAddress, parseNetwork } from '../kernel/index.js';
 
 /**
  * Networks an outbound request from Flowgate may not reach unless allowed by config:
@@ -35,24 +36,18 @@ export class AddressPolicy {
   constructor(allow: readonly string[] = []) {
     for (const [address, prefix, family] of DENIED) this.denied.addSubnet(address, prefix, family);
     for (const cidr of allow) {
-      const [address, prefixText] = cidr.split('/') as [string, string | undefined];
-      const family = isIP(address);
-      const prefix = prefixText === undefined ? (family === 6 ? 128 : 32) : Number(prefixText);
-      if (family === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > (family === 6 ? 128 : 32)) {
-        throw new FlowgateError('FLOWGATE_ERR_CONFIG_INVALID', `FLOWGATE_OUTBOUND_ALLOW: "${cidr}" is not an address or CIDR such as 10.0.0.0/8.`);
-      }
-      this.allowed.addSubnet(address, prefix, family === 6 ? 'ipv6' : 'ipv4');
+      const network = parseNetwork(cidr);
+      if (!network) throw new FlowgateError('FLOWGATE_ERR_CONFIG_INVALID', `FLOWGATE_OUTBOUND_ALLOW: "${cidr}" is not an address or CIDR such as 10.0.0.0/8.`);
+      addNetwork(this.allowed, network);
     }
   }
 
   /** Whether Flowgate may connect to this IP address. */
   permits(address: string): boolean {
-    const family = isIP(address);
-    if (family === 0) return false;
-    // An IPv4-mapped IPv6 address (::ffff:10.0.0.1) is the IPv4 address it carries.
-    const mapped = family === 6 ? /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] : undefined;
-    const [ip, type] = mapped ? [mapped, 'ipv4' as const] : [address, family === 6 ? ('ipv6' as const) : ('ipv4' as const)];
-    if (this.allowed.check(ip, type)) return true;
-    return !this.denied.check(ip, type);
+    // Not an address: nowhere to connect to. An IPv4-mapped IPv6 address (::ffff:10.0.0.1)
+    // is judged as the IPv4 address it carries.
+    if (isIP(address) === 0) return false;
+    if (listsAddress(this.allowed, address)) return true;
+    return !listsAddress(this.denied, address);
   }
 }
