@@ -1,4 +1,5 @@
 import jsonata from 'jsonata';
+import { setBounded } from '../kernel/index.js';
 
 /** A compiled JSONata expression. */
 export type Expression = ReturnType<typeof jsonata>;
@@ -17,8 +18,7 @@ export function compileExpression(text: string): Expression {
   let expression = compiled.get(text);
   if (!expression) {
     expression = jsonata(text);
-    if (compiled.size >= MAX_CACHED) compiled.delete(compiled.keys().next().value as string);
-    compiled.set(text, expression);
+    setBounded(compiled, text, expression, MAX_CACHED);
   }
   return expression;
 }

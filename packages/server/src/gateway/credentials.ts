@@ -1,20 +1,11 @@
 import type { Iam, Principal } from '../iam/index.js';
-import type { Clock } from '../kernel/index.js';
+import { setBounded, type Clock } from '../kernel/index.js';
 import type { CredentialVerifier, UpstreamTokenMinter } from './policies/index.js';
 import { OWN_ISSUER } from './policies/index.js';
 
 const MAX_ENTRIES = 10_000;
 /** How stale a cached "not revoked" may be: a revoked token stops working within this time. */
 const REVOCATION_RECHECK_MS = 5_000;
-
-/** Sets an entry, first dropping the oldest one when the map is full. */
-function setBounded<V>(map: Map<string, V>, key: string, value: V): void {
-  if (map.size >= MAX_ENTRIES) {
-    const oldest = map.keys().next().value;
-    if (oldest !== undefined) map.delete(oldest);
-  }
-  map.set(key, value);
-}
 
 interface CachedToken {
   readonly principal: Principal;
@@ -64,7 +55,7 @@ export class GatewayCredentials implements CredentialVerifier {
   private async verifyNew(token: string): Promise<Principal> {
     const principal = await this.iam.verifier.verify(token);
     const now = this.clock.now();
-    setBounded(this.tokens, token, { principal, expiresAt: principal.exp * 1000, checkedAt: now });
+    setBounded(this.tokens, token, { principal, expiresAt: principal.exp * 1000, checkedAt: now }, MAX_ENTRIES);
     return principal;
   }
 
@@ -121,7 +112,7 @@ export class UpstreamTokens implements UpstreamTokenMinter {
       ttlSeconds,
       audience,
     });
-    setBounded(this.minted, key, { token: minted.token, renewAt: this.clock.now() + (ttlSeconds * 1000) / 2 });
+    setBounded(this.minted, key, { token: minted.token, renewAt: this.clock.now() + (ttlSeconds * 1000) / 2 }, MAX_ENTRIES);
     return minted.token;
   }
 }

@@ -1,5 +1,5 @@
 import type { FlowgateError } from '../errors/index.js';
-import type { AuditRecorder, Clock } from '../kernel/index.js';
+import { setBounded, type AuditRecorder, type Clock } from '../kernel/index.js';
 import type { GatewayExchange } from './exchange.js';
 
 /** One refused gateway request, as the `gateway.denied` audit event tells it. */
@@ -92,8 +92,9 @@ export class DeniedAudit {
       open.last = refusal;
       return;
     }
-    if (this.tracked.size >= this.maxKeys) this.evictOldest();
-    this.tracked.set(key, { start: now, count: 0, firstAt: 0, lastAt: 0, last: refusal });
+    // A group pushed out for room is summarised first: its refusals are not lost.
+    const evicted = setBounded(this.tracked, key, { start: now, count: 0, firstAt: 0, lastAt: 0, last: refusal }, this.maxKeys);
+    if (evicted) this.summarise(evicted[1]);
     this.write(refusal);
     this.timer ??= setInterval(() => this.sweep(), this.windowMs).unref();
   }
@@ -124,14 +125,6 @@ export class DeniedAudit {
     this.summarise(group);
     group.count = 0;
     group.start = now;
-  }
-
-  private evictOldest(): void {
-    const oldest = this.tracked.entries().next();
-    if (oldest.done) return;
-    const [key, group] = oldest.value;
-    this.summarise(group);
-    this.tracked.delete(key);
   }
 
   private stopTimer(): void {

@@ -12,7 +12,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { ROLE_SCOPES, isRole, scopesGrant, type Role } from '@flowgate/contracts';
 import type { Kysely, Selectable } from 'kysely';
 import { FlowgateError } from '../errors/index.js';
-import { newId, randomToken, SingleFlight, type Clock } from '../kernel/index.js';
+import { newId, randomToken, setBounded, SingleFlight, type Clock } from '../kernel/index.js';
 import { pageSize, toPage, type Page } from '../storage/index.js';
 import type { ApiKeysTable, IamTables } from './iam.tables.js';
 import type { Principal } from './principal.js';
@@ -227,13 +227,8 @@ class ForgetLog {
 
   private record(forgets: Map<string, number>, name: string): void {
     this.count++;
-    forgets.delete(name);
-    forgets.set(name, this.count);
-    if (forgets.size > FORGETS_KEPT) {
-      const [oldest, at] = forgets.entries().next().value as [string, number];
-      forgets.delete(oldest);
-      this.dropped = Math.max(this.dropped, at);
-    }
+    const dropped = setBounded(forgets, name, this.count, FORGETS_KEPT);
+    if (dropped) this.dropped = Math.max(this.dropped, dropped[1]);
   }
 }
 
@@ -362,11 +357,6 @@ export class ApiKeyVerifier {
   }
 
   private remember(id: string, entry: CachedKey): void {
-    this.cache.delete(id);
-    if (this.cache.size >= this.cacheEntries) {
-      const oldest = this.cache.keys().next();
-      if (!oldest.done) this.cache.delete(oldest.value);
-    }
-    this.cache.set(id, entry);
+    setBounded(this.cache, id, entry, this.cacheEntries);
   }
 }

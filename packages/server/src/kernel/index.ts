@@ -6,3 +6,4 @@ export { type AuditEvent, type AuditRecorder, MemoryAuditRecorder } from './audi
 export { SingleFlight } from './single-flight.js';
 export { runPeriodically } from './periodic.js';
 export { type Network, parseNetwork, addNetwork, listsAddress, networkList } from './networks.js';
+export { setBounded } from './bounded-map.js';

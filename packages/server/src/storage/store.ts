@@ -4,6 +4,7 @@ import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Migration, type SqliteDatabase } from 'kysely';
 import pg from 'pg';
 import { FlowgateError } from '../errors/index.js';
+import { setBounded } from '../kernel/index.js';
 import { PostgresClient } from './postgres-client.js';
 import { BACKSTOP_AUTOCHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js';
 
@@ -191,10 +192,7 @@ function withStatementCache(database: SQLite.Database): SqliteDatabase & { prepa
         return cached;
       }
       const statement = database.prepare(text);
-      if (!cached) {
-        cache.set(text, statement);
-        if (cache.size > STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!);
-      }
+      if (!cached) setBounded(cache, text, statement, STATEMENT_CACHE_SIZE);
       return statement;
     },
   };

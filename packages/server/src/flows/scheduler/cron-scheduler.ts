@@ -1,7 +1,7 @@
 import type { CronTrigger } from '@flowgate/contracts';
 import type { Kysely, Transaction } from 'kysely';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { isoTime, newId, type Clock } from '../../kernel/index.js';
+import { isoTime, newId, setBounded, type Clock } from '../../kernel/index.js';
 import type { Logger } from '../../observability/index.js';
 import type { Store } from '../../storage/index.js';
 import { nextFiring } from '../cron.js';
@@ -299,8 +299,7 @@ export class CronScheduler implements LifecyclePart {
       if (fired > 0) this.engine.wake?.();
     } catch (error) {
       const key = rowKey(due);
-      if (this.backedOff.size >= MAX_BACKED_OFF) this.backedOff.delete(this.backedOff.keys().next().value!);
-      this.backedOff.set(key, now + FAILURE_BACKOFF_MS);
+      setBounded(this.backedOff, key, now + FAILURE_BACKOFF_MS, MAX_BACKED_OFF);
       this.logger.warn({ err: error, flow: due.flowId, trigger: due.triggerIndex, due_at: isoTime(due.dueAt) }, 'cron tick could not be fired; it stays due');
     }
   }
