@@ -13,6 +13,9 @@
 //     latency (the execution record's finished_at minus the time the webhook was sent);
 //   - paced: the same flow at a fixed BENCH_RATE (200) webhooks/s, open loop: latency when
 //     nothing queues;
+//   - backlog: the same flow's upstream stops answering while BENCH_BACKLOG (20 000) webhooks
+//     come in, so their http steps queue; then it answers again: how fast the queue drains
+//     (completed/s, per second, and as a ratio to the closed loop);
 //   - cron: BENCH_CRON_FLOWS (10 000) active flows with a cron trigger with seconds, each
 //     firing once a minute, spread so that 1/60 of them fire every second (10 000 flows: ~167
 //     firings/s), created and started over the API; firing delay (an execution's creation
@@ -31,7 +34,8 @@
 // BENCH_QUIET_WAIT (s, 120: before each measured row, wait up to this long for the rest of
 // the machine to be idle), BENCH_PG_URL (postgres://127.0.0.1:5432/test),
 // BENCH_NATS_URL (nats://127.0.0.1:4222), BENCH_PROFILE (1 = a CPU profile of the server
-// during the measured executions run; or a list of phases: executions,paced,accept,cron).
+// during the measured executions run; or a list of phases: executions,paced,backlog,accept,cron),
+// BENCH_BACKLOG (20000; 0 skips), BENCH_BACKLOG_TIMEOUT (s, 300).
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -41,7 +45,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { summarizeProfile } from './support/cpu-profile.mjs';
 import { api, bootstrapAdmin, createActiveFlow, createTenant, freePort, MAIN, ROOT, scrapeMetrics, sleep, startFlowgate, tail } from './support/flowgate-server.mjs';
-import { autocannonLoop, completionLoop, completionWatcher, cpuMeter, epochMs, machineInfo, packageVersion, pacedLoop, round, stats, waitForQuiet } from './support/load.mjs';
+import { autocannonLoop, completionLoop, completionWatcher, connection, cpuMeter, epochMs, machineInfo, packageVersion, pacedLoop, round, stats, waitForQuiet } from './support/load.mjs';
 import { report } from './support/flows-report.mjs';
 import { openReader } from './support/store-reader.mjs';
 
@@ -68,6 +72,8 @@ async function main() {
   const RATE = num('BENCH_RATE', 200);
   const RATE_SECONDS = num('BENCH_RATE_SECONDS', 10);
   const BACKENDS = list('BENCH_BACKENDS', 'embedded,postgres');
+  const BACKLOG = Math.floor(num('BENCH_BACKLOG', 20_000));
+  const BACKLOG_TIMEOUT = num('BENCH_BACKLOG_TIMEOUT', 300);
   const CRON_FLOWS = Math.floor(num('BENCH_CRON_FLOWS', 10_000));
   const CRON_SECONDS = num('BENCH_CRON_SECONDS', 20);
   const CRON_EXPRESSION = process.env.BENCH_CRON_EXPRESSION ?? 'spread';
@@ -299,12 +305,12 @@ async function main() {
     return left.size;
   }
 
-  const pipeline = () => ({
-    name: 'bench-pipeline',
+  const pipeline = (upstreamPath = '/echo', name = 'bench-pipeline') => ({
+    name,
     triggers: [{ type: 'webhook' }],
     nodes: [
       { id: 'shape', component: 'transform', config: { expression: '{"n": body.n, "sent": body.sent, "order": body.order.id, "total": body.order.total}' } },
-      { id: 'call', component: 'http', config: { method: 'POST', url: `${upstreamUrl}/echo`, body: { n: '{{ n }}', order: '{{ order }}', execution: '{{ $execution.id }}' } } },
+      { id: 'call', component: 'http', config: { method: 'POST', url: `${upstreamUrl}${upstreamPath}`, body: { n: '{{ n }}', order: '{{ order }}', execution: '{{ $execution.id }}' } } },
       { id: 'announce', component: 'publish', config: { topic: 'bench.orders.checked', payload: { execution: '{{ $execution.id }}', stock: '{{ body.stock }}' } } },
     ],
     edges: [
@@ -408,6 +414,84 @@ async function main() {
         out.paced = { busyCoresBefore: pacedBusyBefore, rate: RATE, seconds: RATE_SECONDS, executions: sent.length, completedPerSec: round(finishedInWindow / ((paced.t1 - paced.t0) / 1000), 0), unfinishedAtEnd, statuses: ps, latency: pc, toHttpStep: ph, accept202: pa, cpu: pcpu };
         if (out.paced.completedPerSec < 0.95 * RATE) notes.push(`${label} paced: the server completed ${out.paced.completedPerSec} executions/s while ${RATE}/s came in (${unfinishedAtEnd} unfinished when sending stopped): it did not keep up, so this latency is mostly queueing`);
         console.log(`${out.paced.completedPerSec} completed/s; webhook→completion p50 ${pc.p50Ms} ms, p99 ${pc.p99Ms} ms (202 answered: p50 ${pa.p50Ms} ms, p99 ${pa.p99Ms} ms)`);
+      }
+
+      // A backlog: the flow's upstream stops answering (its calls are held open), BENCH_BACKLOG
+      // webhooks come in meanwhile, and past the engine's in-flight room their http steps
+      // queue as ready; then the upstream answers again, and the bench measures how fast the
+      // engine works the queue off, from that moment until the last execution has finished.
+      // What a user sees after an outage of a service their flows call.
+      if (BACKLOG > 0) {
+        const gatedId = await createActiveFlow(srv.base, srv.token, pipeline('/gate', 'bench-gated'));
+        const gatedPath = `/hook/${gatedId}`;
+        await upstream.ask({ type: 'gate', open: false });
+        process.stdout.write(`  ${label} backlog (${BACKLOG} executions queued behind an upstream outage, then drained) ... `);
+        const sent = [];
+        const failures = { non202: 0, errors: 0 };
+        const conns = Array.from({ length: CONNECTIONS }, () => connection(srv.base));
+        let next = 0;
+        const intakeStart = epochMs();
+        await Promise.all(
+          conns.map(async (conn) => {
+            while (next < BACKLOG) {
+              const body = makeBody(next++);
+              const res = await conn.post(gatedPath, body);
+              if (res.status === 202) sent.push({ id: res.body.execution_id, sent: body.sent, acceptMs: res.ms });
+              else if (res.status === 0) failures.errors++;
+              else failures.non202++;
+            }
+          }),
+        );
+        const intakeSeconds = (epochMs() - intakeStart) / 1000;
+        for (const c of conns) c.close();
+        // Until every transform step has run and only http steps wait: the queue is built.
+        let queued = await reader.openSteps();
+        for (let i = 0; i < 600 && (queued.ready ?? 0) + (queued.running ?? 0) + (queued.waiting ?? 0) !== sent.length; i++) {
+          await sleep(50);
+          queued = await reader.openSteps();
+        }
+        const backlogBusyBefore = await waitForQuiet(QUIET_WAIT, [srv.pid, upstream.pid]);
+        const bmeter = cpuMeter({ server: srv.pid, upstream: upstream.pid });
+        let bcpu;
+        let opened = 0;
+        await profiled(srv, 'backlog', label, async () => {
+          bmeter.start();
+          opened = epochMs();
+          await upstream.ask({ type: 'gate', open: true });
+          await waitFinished(reader, sent.map((x) => x.id), BACKLOG_TIMEOUT * 1000);
+          bcpu = bmeter.stop();
+        });
+        const { records, statuses } = await completionStats(reader, gatedId, sent, new Map());
+        const finishes = sent.map((x) => records.get(x.id)?.finished_at).filter((f) => typeof f === 'number').sort((x, y) => x - y);
+        const unfinished = sent.length - finishes.length;
+        const last = finishes.at(-1) ?? opened;
+        const drainSeconds = (last - opened) / 1000;
+        // Completions in each whole second after the upstream came back: a drain that slows
+        // while the queue is long, or speeds up as it shortens, shows here.
+        const perSecond = [];
+        for (const f of finishes) {
+          const at = Math.max(0, Math.floor((f - opened) / 1000));
+          perSecond[at] = (perSecond[at] ?? 0) + 1;
+        }
+        if (failures.non202 + failures.errors > 0) problems.push(`${label} backlog: ${failures.non202} non-202 answers, ${failures.errors} errors`);
+        if (unfinished > 0 || (statuses.succeeded ?? 0) !== sent.length) problems.push(`${label} backlog: not every execution succeeded (${unfinished} unfinished after ${BACKLOG_TIMEOUT} s): ${JSON.stringify(statuses)}`);
+        out.backlog = {
+          busyCoresBefore: backlogBusyBefore,
+          executions: sent.length,
+          intakeSeconds: round(intakeSeconds, 2),
+          openStepsWhenUpstreamBack: queued,
+          drainSeconds: round(drainSeconds, 2),
+          completedPerSec: round(finishes.length / drainSeconds, 0),
+          ratioToClosedLoop: round(finishes.length / drainSeconds / out.executions.completedPerSec, 2),
+          completionsPerSecond: Array.from(perSecond, (n) => n ?? 0),
+          unfinished,
+          statuses,
+          cpu: bcpu,
+          serverCpuMsPerExecution: round((bcpu.serverCpuSeconds / finishes.length) * 1000, 2),
+        };
+        console.log(
+          `queued ${JSON.stringify(queued)} after ${out.backlog.intakeSeconds} s of webhooks; drained in ${out.backlog.drainSeconds} s: ${out.backlog.completedPerSec} completed/s (${out.backlog.ratioToClosedLoop}× the closed loop, ${out.backlog.serverCpuMsPerExecution} ms CPU per execution); per second: ${out.backlog.completionsPerSecond.join(' ')}`,
+        );
       }
 
       // Flowgate's webhook accept rate alone: the intake flow's steps never finish, so past the
@@ -591,6 +675,6 @@ async function main() {
     await upstream.stop().catch(() => undefined);
     for (const cleanup of cleanups) await cleanup().catch((error) => notes.push(`clean-up failed: ${error.message}`));
   }
-  report({ rows, machine, notes, problems, profiles, PARTIAL, tmp, settings: { DURATION, WARMUP, CONNECTIONS, RATE, RATE_SECONDS, BACKENDS, CRON_FLOWS, CRON_SECONDS, CRON_EXPRESSION, CRON_BACKENDS, PG_URL, NATS_URL, autocannon: version('autocannon') } });
+  report({ rows, machine, notes, problems, profiles, PARTIAL, tmp, settings: { DURATION, WARMUP, CONNECTIONS, RATE, RATE_SECONDS, BACKLOG, BACKENDS, CRON_FLOWS, CRON_SECONDS, CRON_EXPRESSION, CRON_BACKENDS, PG_URL, NATS_URL, autocannon: version('autocannon') } });
 }
 

@@ -27,13 +27,36 @@ function ready(server, close = () => undefined) {
 
 /**
  * The flows' local upstream. POST /echo answers 200 with a small JSON body and records when
- * each execution's call arrived (epoch ms); POST /hold never finishes (the accept row's flow).
+ * each execution's call arrived (epoch ms); POST /hold never finishes (the accept row's flow);
+ * POST /gate answers as /echo while the gate is open, and while it is closed holds the call
+ * (its head and a space every 4 s) until the gate opens (the backlog row's outage).
  */
 async function runUpstream() {
   let arrivals = [];
   const held = new Set();
+  let gateOpen = true;
+  const gated = new Set();
+  const echo = '{"ok":true,"stock":12}';
   const server = http.createServer((req, res) => {
     const at = epochMs();
+    if (req.url === '/gate') {
+      req.resume();
+      if (gateOpen) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(echo);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(' ');
+      const timer = setInterval(() => res.write(' '), 4000);
+      const entry = { res, timer };
+      gated.add(entry);
+      res.once('close', () => {
+        clearInterval(timer);
+        gated.delete(entry);
+      });
+      return;
+    }
     if (req.url === '/hold') {
       // Answers its head and then a space every 4 s, never the end: the step neither finishes
       // nor trips the outbound client's 10 s idle timeout.
@@ -64,6 +87,17 @@ async function runUpstream() {
     if (m?.type === 'arrivals') {
       process.send({ type: 'arrivals', id: m.id, arrivals });
       arrivals = [];
+    } else if (m?.type === 'gate') {
+      gateOpen = m.open;
+      if (gateOpen) {
+        // Leading spaces are JSON whitespace: the held calls end as /echo's answer.
+        for (const { res, timer } of gated) {
+          clearInterval(timer);
+          res.end(echo);
+        }
+        gated.clear();
+      }
+      process.send({ type: 'gate', id: m.id, held: gated.size });
     } else if (m?.type === 'release') {
       for (const res of held) res.destroy();
       held.clear();

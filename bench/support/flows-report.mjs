@@ -23,6 +23,7 @@ export function report({ rows, machine, notes, problems, profiles, PARTIAL, tmp,
       table.push([`${name}: completed executions`, fmt(e.completedPerSec), fmt(e.ratioToCeiling, 2), fmt(e.ratioToAccept, 2), fmt(e.latency.p50Ms, 1), fmt(e.latency.p99Ms, 1), fmt(e.cpu.cores.server, 2), `${fmt(e.serverCpuMsPerExecution, 2)} ms/exec`]);
     }
     if (r.paced) table.push([`${name}: at ${r.paced.rate} executions/s`, fmt(r.paced.rate), '', '', fmt(r.paced.latency.p50Ms, 1), fmt(r.paced.latency.p99Ms, 1), fmt(r.paced.cpu.cores.server, 2), '']);
+    if (r.backlog) table.push([`${name}: ${r.backlog.executions} queued, drained`, fmt(r.backlog.completedPerSec), fmt(r.backlog.completedPerSec / ceiling, 3), '', '', '', fmt(r.backlog.cpu.cores.server, 2), `${fmt(r.backlog.serverCpuMsPerExecution, 2)} ms/exec`]);
     if (r.cron) table.push([`${name}: ${r.cron.flows} cron flows, firing delay`, `${fmt(r.cron.firedPerSec)} fired`, '', '', fmt(r.cron.delay.p50Ms, 1), fmt(r.cron.delay.p99Ms, 1), fmt(r.cron.cpu.cores.server, 2), '']);
   }
   const widths = table[0].map((_, i) => Math.max(...table.map((r) => String(r[i]).length)));
@@ -33,7 +34,7 @@ export function report({ rows, machine, notes, problems, profiles, PARTIAL, tmp,
   // How busy the rest of the machine was: before each row (the bench waits for it to be idle),
   // and during it (`rest`: PostgreSQL and NATS on the postgres rows, anything else on all).
   const busy = [['ceiling', rows.ceiling]];
-  for (const b of backends) for (const k of ['executions', 'paced', 'accept', 'cron']) if (rows[b][k]) busy.push([`${b} ${k}`, rows[b][k]]);
+  for (const b of backends) for (const k of ['executions', 'paced', 'backlog', 'accept', 'cron']) if (rows[b][k]) busy.push([`${b} ${k}`, rows[b][k]]);
   console.log(`cores busy elsewhere, before / during each row (of ${machine.cpus}): ${busy.map(([n, r]) => `${n} ${fmt(r.busyCoresBefore, 2)} / ${fmt(r.cpu?.cores.rest, 2)}`).join('; ')}`);
   for (const b of backends) {
     const e = rows[b].executions;
