@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { NamedMigration } from '../storage/index.js';
 
 /** The flows feature's schema (issue 5): definitions and their versions, lifecycle, triggers, executions and steps. */
@@ -134,6 +134,15 @@ export const flowsMigrations: readonly NamedMigration[] = [
     async up(db: Kysely<unknown>) {
       // A parent's end cancels its open subflow children, and a re-run re-opens its failed ones.
       await db.schema.createIndex('flow_executions_parent').on('flow_executions').columns(['parent_execution_id', 'status']).execute();
+    },
+  },
+  {
+    name: '20261207_11_flow_steps_due_by_tenant',
+    async up(db: Kysely<unknown>) {
+      // A claim reads each tenant's first due steps, not every due step: the tenants with
+      // work by a skip over this index, then each one's oldest in order. Partial, so it holds
+      // only steps that wait to run (a step leaves it when it is leased).
+      await sql`create index flow_steps_due_by_tenant on flow_steps (tenant, due_at, id) where status in ('ready', 'waiting')`.execute(db);
     },
   },
 ];

@@ -24,26 +24,57 @@ export class StepLeases {
    * Leases up to `limit` steps that are due, shared fairly between tenants: each tenant's
    * oldest due step first, then each one's second, and so on, so one tenant's backlog
    * cannot starve the others. A sleeping step that is due wakes (its attempt unchanged).
+   *
+   * It reads at most `limit` steps of each tenant with work, whatever the backlog: the
+   * tenants by a skip over the `flow_steps_due_by_tenant` index (one seek each), then each
+   * one's first due steps in that index's order. Ranking every due step instead made each
+   * claim cost as much as the whole queue, so a backlog slowed the engine that drains it.
    */
   async claim(owner: string, limit: number, leaseMs: number): Promise<StepRow[]> {
     const now = this.clock.now();
+    const sqlite = this.store.dialect === 'sqlite';
+    // Without statistics (a new table, or SQLite, which keeps none unless asked) both
+    // planners read the (status, due_at) index for these and walk every waiting step. So on
+    // SQLite the index is named; and the update finds its rows by id, with its re-check of
+    // each row written so that no index serves it (`+status`, `status || ''`).
+    const byTenant = sqlite ? sql`indexed by flow_steps_due_by_tenant` : sql``;
+    const stillDue = sqlite ? sql`+status in ('ready', 'waiting') and +due_at <= ${now}` : sql`(status || '') in ('ready', 'waiting') and due_at + 0 <= ${now}`;
+    // Each tenant's first `limit` due steps, numbered by turn. SQLite has no LATERAL: it
+    // reads them by rowid through a subquery correlated to the tenant.
+    const firstDue = sqlite
+      ? sql`select s.id, s.due_at, row_number() over (partition by s.tenant order by s.due_at, s.id) as turn
+              from busy_tenants t
+              join flow_steps s on s.rowid in (
+                select rowid from flow_steps ${byTenant}
+                 where status in ('ready', 'waiting') and tenant = t.tenant and due_at <= ${now}
+                 order by due_at, id
+                 limit ${limit})
+             where t.tenant is not null`
+      : sql`select s.id, s.due_at, row_number() over (partition by t.tenant order by s.due_at, s.id) as turn
+              from busy_tenants t
+              cross join lateral (
+                select id, due_at from flow_steps
+                 where status in ('ready', 'waiting') and tenant = t.tenant and due_at <= ${now}
+                 order by due_at, id
+                 limit ${limit}) s
+             where t.tenant is not null`;
+    const picked = sql`select id from (${firstDue}) ranked order by turn, due_at, id limit ${limit}`;
     // Committed without an fsync: a claim lost with the machine's power only means the
     // steps are ready again, and the durable commit of their outcomes persists it anyway.
     // On SQLite, whose commits block the event loop, this is a third of the engine's fsyncs.
     const result = await this.store.relaxed((trx) => sql<StepRow>`
+      with recursive busy_tenants(tenant) as (
+        select min(tenant) from flow_steps ${byTenant} where status in ('ready', 'waiting')
+        union all
+        select (select min(tenant) from flow_steps ${byTenant} where status in ('ready', 'waiting') and tenant > t.tenant)
+          from busy_tenants t
+         where t.tenant is not null
+      )
       update flow_steps
          set status = 'running', lease_owner = ${owner}, lease_until = ${now + leaseMs}, started_at = ${now},
              attempt = case when status = 'waiting' then attempt else attempt + 1 end
-       where id in (
-         select id from (
-           select id, due_at, row_number() over (partition by tenant order by due_at, id) as turn
-             from flow_steps
-            where status in ('ready', 'waiting') and due_at <= ${now}
-         ) ranked
-         order by turn, due_at
-         limit ${limit}
-       )
-         and status in ('ready', 'waiting') and due_at <= ${now}
+       where ${sqlite ? sql`id in (${picked})` : sql`id = any(array(${picked}))`}
+         and ${stillDue}
       returning *`.execute(trx));
     return result.rows;
   }
