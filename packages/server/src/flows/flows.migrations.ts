@@ -145,4 +145,22 @@ export const flowsMigrations: readonly NamedMigration[] = [
       await sql`create index flow_steps_due_by_tenant on flow_steps (tenant, due_at, id) where status in ('ready', 'waiting')`.execute(db);
     },
   },
+  {
+    name: '20261207_12_flow_executions_partial_indexes',
+    async up(db: Kysely<unknown>) {
+      // Five indexes serve only executions that have the column set: an idempotency or
+      // concurrency key, a deadline, a parent, a finish. Most have none of them, yet every
+      // start wrote an entry to each and every finish moved the ones holding the status.
+      // Partial, they hold only the rows their queries can find (each query compares the
+      // column with a value, which implies it is not null).
+      for (const name of ['flow_executions_idempotency', 'flow_executions_deadline', 'flow_executions_concurrency', 'flow_executions_parent', 'flow_executions_finished']) {
+        await db.schema.dropIndex(name).execute();
+      }
+      await sql`create unique index flow_executions_idempotency on flow_executions (tenant, flow_id, idempotency_key) where idempotency_key is not null`.execute(db);
+      await sql`create index flow_executions_deadline on flow_executions (status, deadline_at) where deadline_at is not null`.execute(db);
+      await sql`create index flow_executions_concurrency on flow_executions (flow_id, concurrency_key, status) where concurrency_key is not null`.execute(db);
+      await sql`create index flow_executions_parent on flow_executions (parent_execution_id, status) where parent_execution_id is not null`.execute(db);
+      await sql`create index flow_executions_finished on flow_executions (finished_at) where finished_at is not null`.execute(db);
+    },
+  },
 ];
