@@ -1,10 +1,16 @@
 import type { WebhookTrigger } from '@flowgate/contracts';
-import type { Kysely, Transaction } from 'kysely';
+import type { CompiledQuery, Kysely, Selectable, Transaction } from 'kysely';
 import type { Clock } from '../../kernel/index.js';
 import type { Store } from '../../storage/index.js';
 import { toRecord, type FlowRecord } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import type { LifecyclePart } from '../lifecycle.js';
+
+/** Stands for the flow id in {@link WebhookPart.served}'s compiled query. */
+const FLOW_ID = '\u0000flow-id';
+
+/** A row of {@link WebhookPart.served}'s query: the flow, with its webhook record's trigger and generation. */
+type ServedRow = Selectable<FlowsTables['flows']> & { hook_trigger: string; hook_generation: number };
 
 /** A flow the webhook ingress serves now. */
 export interface ServedWebhook {
@@ -21,12 +27,22 @@ export interface ServedWebhook {
 export class WebhookPart implements LifecyclePart {
   readonly name = 'webhooks';
   private readonly db: Kysely<FlowsTables>;
+  /** {@link served}'s query, built once: it runs on every webhook request. */
+  private readonly servedQuery: CompiledQuery<ServedRow>;
 
   constructor(
     store: Store,
     private readonly clock: Clock,
   ) {
     this.db = store.db<FlowsTables>();
+    this.servedQuery = this.db
+      .selectFrom('flow_webhooks')
+      .innerJoin('flows', 'flows.id', 'flow_webhooks.flow_id')
+      .selectAll('flows')
+      .select(['flow_webhooks.trigger as hook_trigger', 'flow_webhooks.generation as hook_generation'])
+      .where('flow_webhooks.flow_id', '=', FLOW_ID)
+      .where('flows.status', '=', 'active')
+      .compile();
   }
 
   async prepare(flow: FlowRecord, trx: Transaction<FlowsTables>): Promise<void> {
@@ -54,14 +70,9 @@ export class WebhookPart implements LifecyclePart {
    * this part's own `flow.started` reaction (which only marks the record `serving`).
    */
   async served(flowId: string): Promise<ServedWebhook | undefined> {
-    const row = await this.db
-      .selectFrom('flow_webhooks')
-      .innerJoin('flows', 'flows.id', 'flow_webhooks.flow_id')
-      .selectAll('flows')
-      .select(['flow_webhooks.trigger as hook_trigger', 'flow_webhooks.generation as hook_generation'])
-      .where('flow_webhooks.flow_id', '=', flowId)
-      .where('flows.status', '=', 'active')
-      .executeTakeFirst();
+    const query = this.servedQuery;
+    const { rows } = await this.db.executeQuery<ServedRow>({ ...query, parameters: query.parameters.map((p) => (p === FLOW_ID ? flowId : p)) });
+    const row = rows[0];
     if (!row || Number(row.hook_generation) !== Number(row.generation)) return undefined;
     const { hook_trigger: trigger, hook_generation: _generation, ...flow } = row;
     return { flow: toRecord(flow), trigger: JSON.parse(trigger) as WebhookTrigger };
