@@ -335,6 +335,18 @@ describe.each(BUS_KINDS)('event bus on %s', (kind) => {
       await waitFor('zero lag', async () => (await t.bus.groups({ tenant }))[0]!.lag.every((l) => l.pending === 0));
     });
 
+    it("counts a selective group's lag from its own topics only, among other topics' events", async () => {
+      const held: DeliveryContext[] = [];
+      await collect({ tenant, group: 'picky', filter: 'picked', manualAck: true, maxInFlight: 1 }, (_e, context) => void held.push(context));
+      await t.bus.publishBatch(
+        tenant,
+        Array.from({ length: 24 }, (_, i) => ({ topic: i % 6 === 0 ? 'picked' : 'passed-over', payload: i })),
+      );
+      await waitFor('one in flight', () => held.length === 1);
+      const state = (await t.bus.groups({ tenant })).find((g) => g.name === 'picky');
+      expect(state!.lag).toEqual([{ tenant, pending: 4, inFlight: 1 }]);
+    });
+
     it('drops events beyond a topic retention, and a group keeps its position', async () => {
       const { seen } = await collect({ tenant, group: 'keeper', filter: 'metrics' });
       await t.bus.publishBatch(tenant, Array.from({ length: 50 }, (_, i) => ({ topic: 'metrics', payload: { i, pad: 'x'.repeat(100) } })));
