@@ -2,7 +2,6 @@ import type { Transaction } from 'kysely';
 import { FlowgateError } from '../../errors/index.js';
 import { newId, runPeriodically, type Clock } from '../../kernel/index.js';
 import { formatTraceparent, startSpan, type Logger } from '../../observability/index.js';
-import { FlowGraph } from '../definition.js';
 import { evaluate } from '../expressions.js';
 import type { FlowRecord, FlowRepository } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
@@ -10,6 +9,7 @@ import type { CreatedExecution, ExecutionRow, StepOutcome, StepRow } from './exe
 import type { ExecutionStore } from './execution.store.js';
 import { ExecutionOperations } from './execution-operations.js';
 import { FinishFollowUps } from './finish-follow-ups.js';
+import { FlowGraphs } from './flow-graphs.js';
 import { KeyedWake } from './keyed-wake.js';
 import { firstSteps } from './orchestrator.js';
 import type { StepRunner } from './step-runner.js';
@@ -64,7 +64,7 @@ export class FlowEngine {
   /** Steps running here: how to abort each, and its execution as read when it began (its next steps run with it). */
   private readonly running = new Map<string, RunningStep>();
   private readonly outcomes: StepOutcome[] = [];
-  private readonly graphs = new Map<string, FlowGraph>();
+  private readonly graphs: FlowGraphs;
   /** Callers waiting on an execution's answer, woken when this process records one. */
   private readonly waiters = new KeyedWake();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -86,10 +86,11 @@ export class FlowEngine {
   private closed = false;
 
   constructor(private readonly options: FlowEngineOptions) {
+    this.graphs = new FlowGraphs(options.flows);
     const followUps = new FinishFollowUps({
       executions: options.executions,
       definitionOf: async (trx, execution) => {
-        const cached = this.graphs.get(`${execution.flow_id}@${Number(execution.flow_version)}`);
+        const cached = this.graphs.cached(execution);
         if (cached) return cached.definition;
         const row = await trx.selectFrom('flow_versions').select('definition').where('flow_id', '=', execution.flow_id).where('version', '=', Number(execution.flow_version)).executeTakeFirstOrThrow();
         return JSON.parse(row.definition) as FlowRecord['definition'];
@@ -146,7 +147,7 @@ export class FlowEngine {
     if (idempotencyKey === undefined && definition.settings?.idempotencyKey) idempotencyKey = keyOf(await evaluate(definition.settings.idempotencyKey, request.input)) || undefined;
     const timeoutMs = definition.settings?.timeoutMs;
     const concurrency = definition.settings?.concurrency;
-    const first = firstSteps(this.graph(flow.id, flow.version, definition), request.input);
+    const first = firstSteps(this.graphs.of(flow.id, flow.version, definition), request.input);
     // With room and no queue, this process runs the first steps itself as soon as they are
     // written (as it does the steps that follow a success); otherwise the claim shares them out.
     const { maxInFlight, leaseMs } = this.options.settings;
@@ -209,22 +210,6 @@ export class FlowEngine {
     this.waiters.wake(executionId);
   }
 
-  private graph(flowId: string, version: number, definition: FlowRecord['definition']): FlowGraph {
-    const key = `${flowId}@${version}`;
-    let graph = this.graphs.get(key);
-    if (!graph) {
-      graph = FlowGraph.of(definition);
-      if (this.graphs.size > 1000) this.graphs.clear();
-      this.graphs.set(key, graph);
-    }
-    return graph;
-  }
-
-  private async graphOf(execution: ExecutionRow): Promise<FlowGraph> {
-    const key = `${execution.flow_id}@${Number(execution.flow_version)}`;
-    return this.graphs.get(key) ?? this.graph(execution.flow_id, Number(execution.flow_version), await this.options.flows.version(execution.flow_id, Number(execution.flow_version)));
-  }
-
   private async work(): Promise<void> {
     const { maxInFlight, leaseMs, pollMs } = this.options.settings;
     while (!this.closed) {
@@ -281,7 +266,7 @@ export class FlowEngine {
       const execution = known ?? (await this.options.executions.executionById(step.execution_id));
       if (!execution) throw new Error(`step ${step.id} has no execution`);
       entry.execution = execution;
-      return this.options.runner.run(step, execution, await this.graphOf(execution), controller.signal);
+      return this.options.runner.run(step, execution, await this.graphs.forExecution(execution), controller.signal);
     };
     run()
       .then((outcome) => {
