@@ -1,4 +1,3 @@
-import type { CronTrigger } from '@flowgate/contracts';
 import type { Kysely, Transaction } from 'kysely';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { isoTime, newId, setBounded, type Clock } from '../../kernel/index.js';
@@ -9,7 +8,7 @@ import type { FlowEngine } from '../engine/flow-engine.js';
 import { toRecord, type FlowRecord } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import type { LifecyclePart } from '../lifecycle.js';
-import { advance, dueRows, rowKey, type Due } from './schedule-rows.js';
+import { advance, cronTriggers, dueRows, idempotencyKey, rowKey, type Due } from './schedule-rows.js';
 
 /** What the scheduler needs of the engine: starting an execution in its transaction, and waking the engine after commit. */
 export interface CronEngine {
@@ -394,17 +393,3 @@ export class CronScheduler implements LifecyclePart {
   }
 }
 
-
-/** One execution per tick and trigger: a repeated firing of the same tick finds the first. */
-function idempotencyKey(due: Due): string {
-  return `cron:${due.triggerIndex}:${due.dueAt}`;
-}
-
-/** The flow's cron triggers, with their position among all its triggers. */
-function cronTriggers(flow: FlowRecord): { index: number; trigger: CronTrigger }[] {
-  const found: { index: number; trigger: CronTrigger }[] = [];
-  flow.definition.triggers.forEach((trigger, index) => {
-    if (trigger.type === 'cron') found.push({ index, trigger });
-  });
-  return found;
-}

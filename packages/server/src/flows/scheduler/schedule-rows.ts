@@ -1,5 +1,7 @@
+import type { CronTrigger } from '@flowgate/contracts';
 import { sql, type Transaction } from 'kysely';
 import type { Store } from '../../storage/index.js';
+import type { FlowRecord } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 
 type Trx = Transaction<FlowsTables>;
@@ -69,4 +71,18 @@ export async function advance(trx: Trx, plans: readonly { due: Due; next: number
 /** A row's key: its flow and trigger. */
 export function rowKey(due: Due): string {
   return `${due.flowId}:${due.triggerIndex}`;
+}
+
+/** One execution per tick and trigger: a repeated firing of the same tick finds the first. */
+export function idempotencyKey(due: Due): string {
+  return `cron:${due.triggerIndex}:${due.dueAt}`;
+}
+
+/** The flow's cron triggers, with their position among all its triggers. */
+export function cronTriggers(flow: FlowRecord): { index: number; trigger: CronTrigger }[] {
+  const found: { index: number; trigger: CronTrigger }[] = [];
+  flow.definition.triggers.forEach((trigger, index) => {
+    if (trigger.type === 'cron') found.push({ index, trigger });
+  });
+  return found;
 }
