@@ -7,3 +7,4 @@ export { SingleFlight } from './single-flight.js';
 export { runPeriodically } from './periodic.js';
 export { type Network, parseNetwork, addNetwork, listsAddress, networkList } from './networks.js';
 export { setBounded } from './bounded-map.js';
+export { TurnBatch } from './turn-batch.js';

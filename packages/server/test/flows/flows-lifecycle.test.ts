@@ -139,6 +139,21 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     expectProblem(await api(base, 'POST', `/hook/${id}`, { body: { name: 'Ada' } }), 404, 'FLOWGATE_ERR_RESOURCE_NOT_FOUND');
   });
 
+  it("serves webhooks of several flows that arrive together, each to its own flow, and refuses an inactive one's among them", async () => {
+    const active: string[] = [];
+    for (const name of ['together-a', 'together-b', 'together-c']) {
+      const id = (await create(acme, hookFlow(name))).body.id as string;
+      await startAndWait(acme, id);
+      active.push(id);
+    }
+    const inactive = (await create(acme, hookFlow('together-off'))).body.id as string;
+    const [refused, ...answers] = await Promise.all([inactive, ...active, ...active].map((id) => api(base, 'POST', `/hook/${id}`, { body: { name: id } })));
+    expectProblem(refused!, 404, 'FLOWGATE_ERR_RESOURCE_NOT_FOUND');
+    expect(answers.map((a) => a.status)).toEqual(Array(6).fill(202));
+    const ran = await Promise.all(answers.map(async (a) => (await execution(acme, a.body.execution_id as string)).flow_id as string));
+    expect(ran).toEqual([...active, ...active]);
+  });
+
   it('starts nothing new for a repeated Idempotency-Key', async () => {
     const id = (await create(acme, hookFlow('once'))).body.id as string;
     await startAndWait(acme, id);

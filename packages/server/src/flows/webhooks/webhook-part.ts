@@ -1,6 +1,6 @@
 import type { WebhookTrigger } from '@flowgate/contracts';
 import type { CompiledQuery, Kysely, Selectable, Transaction } from 'kysely';
-import type { Clock } from '../../kernel/index.js';
+import { TurnBatch, type Clock } from '../../kernel/index.js';
 import type { Store } from '../../storage/index.js';
 import { toRecord, type FlowRecord } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
@@ -27,8 +27,10 @@ export interface ServedWebhook {
 export class WebhookPart implements LifecyclePart {
   readonly name = 'webhooks';
   private readonly db: Kysely<FlowsTables>;
-  /** {@link served}'s query, built once: it runs on every webhook request. */
+  /** {@link served}'s query for one flow, built once: it runs on every webhook request. */
   private readonly servedQuery: CompiledQuery<ServedRow>;
+  /** Lookups of one turn of the event loop share one read. */
+  private readonly lookups = new TurnBatch<string, ServedWebhook>((ids) => this.lookUp(ids));
 
   constructor(
     store: Store,
@@ -68,14 +70,33 @@ export class WebhookPart implements LifecyclePart {
    * start and the flow `active`. The status turns `active` in the transaction that raises
    * `flow.started`, so serving begins exactly then on every instance, without waiting for
    * this part's own `flow.started` reaction (which only marks the record `serving`).
+   * Lookups asked for in one turn of the event loop share one read, made after all of them.
    */
-  async served(flowId: string): Promise<ServedWebhook | undefined> {
+  served(flowId: string): Promise<ServedWebhook | undefined> {
+    return this.lookups.load(flowId);
+  }
+
+  /** The served webhooks among `flowIds`, by flow id. */
+  private async lookUp(flowIds: readonly string[]): Promise<Map<string, ServedWebhook>> {
     const query = this.servedQuery;
-    const { rows } = await this.db.executeQuery<ServedRow>({ ...query, parameters: query.parameters.map((p) => (p === FLOW_ID ? flowId : p)) });
-    const row = rows[0];
-    if (!row || Number(row.hook_generation) !== Number(row.generation)) return undefined;
-    const { hook_trigger: trigger, hook_generation: _generation, ...flow } = row;
-    return { flow: toRecord(flow), trigger: JSON.parse(trigger) as WebhookTrigger };
+    const rows =
+      flowIds.length === 1
+        ? (await this.db.executeQuery<ServedRow>({ ...query, parameters: query.parameters.map((p) => (p === FLOW_ID ? flowIds[0] : p)) })).rows
+        : ((await this.db
+            .selectFrom('flow_webhooks')
+            .innerJoin('flows', 'flows.id', 'flow_webhooks.flow_id')
+            .selectAll('flows')
+            .select(['flow_webhooks.trigger as hook_trigger', 'flow_webhooks.generation as hook_generation'])
+            .where('flow_webhooks.flow_id', 'in', flowIds)
+            .where('flows.status', '=', 'active')
+            .execute()) as ServedRow[]);
+    const served = new Map<string, ServedWebhook>();
+    for (const row of rows) {
+      if (Number(row.hook_generation) !== Number(row.generation)) continue;
+      const { hook_trigger: trigger, hook_generation: _generation, ...flow } = row;
+      served.set(flow.id, { flow: toRecord(flow), trigger: JSON.parse(trigger) as WebhookTrigger });
+    }
+    return served;
   }
 
   /** Records a signature as used; false when it was used before (a replay). */
