@@ -37,14 +37,7 @@ export class WebhookPart implements LifecyclePart {
     private readonly clock: Clock,
   ) {
     this.db = store.db<FlowsTables>();
-    this.servedQuery = this.db
-      .selectFrom('flow_webhooks')
-      .innerJoin('flows', 'flows.id', 'flow_webhooks.flow_id')
-      .selectAll('flows')
-      .select(['flow_webhooks.trigger as hook_trigger', 'flow_webhooks.generation as hook_generation'])
-      .where('flow_webhooks.flow_id', '=', FLOW_ID)
-      .where('flows.status', '=', 'active')
-      .compile();
+    this.servedQuery = this.activeHooks().where('flow_webhooks.flow_id', '=', FLOW_ID).compile();
   }
 
   async prepare(flow: FlowRecord, trx: Transaction<FlowsTables>): Promise<void> {
@@ -82,14 +75,7 @@ export class WebhookPart implements LifecyclePart {
     const rows =
       flowIds.length === 1
         ? (await this.db.executeQuery<ServedRow>({ ...query, parameters: query.parameters.map((p) => (p === FLOW_ID ? flowIds[0] : p)) })).rows
-        : ((await this.db
-            .selectFrom('flow_webhooks')
-            .innerJoin('flows', 'flows.id', 'flow_webhooks.flow_id')
-            .selectAll('flows')
-            .select(['flow_webhooks.trigger as hook_trigger', 'flow_webhooks.generation as hook_generation'])
-            .where('flow_webhooks.flow_id', 'in', flowIds)
-            .where('flows.status', '=', 'active')
-            .execute()) as ServedRow[]);
+        : ((await this.activeHooks().where('flow_webhooks.flow_id', 'in', flowIds).execute()) as ServedRow[]);
     const served = new Map<string, ServedWebhook>();
     for (const row of rows) {
       if (Number(row.hook_generation) !== Number(row.generation)) continue;
@@ -97,6 +83,16 @@ export class WebhookPart implements LifecyclePart {
       served.set(flow.id, { flow: toRecord(flow), trigger: JSON.parse(trigger) as WebhookTrigger });
     }
     return served;
+  }
+
+  /** Webhook records of active flows, with their flow. */
+  private activeHooks() {
+    return this.db
+      .selectFrom('flow_webhooks')
+      .innerJoin('flows', 'flows.id', 'flow_webhooks.flow_id')
+      .selectAll('flows')
+      .select(['flow_webhooks.trigger as hook_trigger', 'flow_webhooks.generation as hook_generation'])
+      .where('flows.status', '=', 'active');
   }
 
   /** Records a signature as used; false when it was used before (a replay). */
