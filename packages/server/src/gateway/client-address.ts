@@ -1,6 +1,7 @@
 import { isIP, type BlockList } from 'node:net';
 import { FlowgateError } from '../errors/index.js';
-import { ipList, listed, PolicyOptionError } from './policies/index.js';
+import { listsAddress } from '../kernel/index.js';
+import { ipList, PolicyOptionError } from './policies/index.js';
 
 /** Finds the client's address from the TCP peer's and the `X-Forwarded-For` it sent. */
 export type ClientAddress = (peer: string, forwardedFor: string | string[] | undefined) => string;
@@ -42,7 +43,7 @@ export function clientAddressBehind(trustedProxies: string): ClientAddress | und
  * no address can be read from it.
  */
 function clientAddress(trusted: BlockList, peer: string, forwardedFor: string | string[] | undefined): string {
-  if (forwardedFor === undefined || !listed(trusted, peer)) return peer;
+  if (forwardedFor === undefined || !listsAddress(trusted, peer)) return peer;
   // Node joins repeated X-Forwarded-For fields with ', '; an array comes only from a caller.
   const header = typeof forwardedFor === 'string' ? forwardedFor : forwardedFor.join(',');
   let client = peer;
@@ -52,7 +53,7 @@ function clientAddress(trusted: BlockList, peer: string, forwardedFor: string | 
     const address = addressOf(header.slice(comma + 1, end).trim());
     if (address === undefined) return client;
     client = address;
-    if (!listed(trusted, address)) return address;
+    if (!listsAddress(trusted, address)) return address;
     end = comma;
   }
   return client;

@@ -24,6 +24,8 @@ export function parseNetwork(entry: string): Network | undefined {
   return { address, prefix: Number(bits), type };
 }
 
+const IPV4_MAPPED = /^::ffff:/i;
+
 /** Adds a network to a Node `BlockList`. */
 export function addNetwork(list: BlockList, network: Network): void {
   list.addSubnet(network.address, network.prefix, network.type);
@@ -37,7 +39,7 @@ export function addNetwork(list: BlockList, network: Network): void {
 export function listsAddress(list: BlockList, address: string): boolean {
   const family = isIP(address);
   if (family === 0) return false;
-  if (family === 6 && address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:') {
+  if (family === 6 && IPV4_MAPPED.test(address)) {
     const carried = address.slice(7);
     if (isIP(carried) === 4) return list.check(carried, 'ipv4');
   }

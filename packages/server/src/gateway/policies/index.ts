@@ -12,7 +12,7 @@ import { upstreamAuthPolicy } from './upstream-auth.js';
 export * from './policy.js';
 export { OWN_ISSUER } from './auth.js';
 export { isPreflight } from './cors.js';
-export { ipList, listed } from './ip-lists.js';
+export { ipList } from './ip-lists.js';
 
 /** Every policy type, by the name used in the configuration. */
 export const POLICY_FACTORIES: Readonly<Record<PolicyName, PolicyFactory<never>>> = {

@@ -14,9 +14,6 @@ export function ipList(cidrs: readonly string[]): BlockList {
   return networkList(networks);
 }
 
-/** Whether a client address (IPv4-mapped IPv6 included) is on a list. */
-export const listed = listsAddress;
-
 const refuse = () => new FlowgateError('FLOWGATE_ERR_GATEWAY_IP_REFUSED', 'Requests from your address are not allowed on this route.');
 
 /** `ip-allow`: only these addresses and networks may call the route. */
@@ -26,7 +23,7 @@ export const ipAllowPolicy: PolicyFactory<IpListPolicy> = {
   create(options) {
     const list = ipList(options.cidrs);
     return (exchange) => {
-      if (!listed(list, exchange.clientIp)) throw refuse();
+      if (!listsAddress(list, exchange.clientIp)) throw refuse();
     };
   },
 };
@@ -38,7 +35,7 @@ export const ipDenyPolicy: PolicyFactory<IpListPolicy> = {
   create(options) {
     const list = ipList(options.cidrs);
     return (exchange) => {
-      if (listed(list, exchange.clientIp)) throw refuse();
+      if (listsAddress(list, exchange.clientIp)) throw refuse();
     };
   },
 };
