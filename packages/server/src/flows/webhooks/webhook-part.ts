@@ -1,7 +1,7 @@
 import type { WebhookTrigger } from '@flowgate/contracts';
 import type { CompiledQuery, Kysely, Selectable, Transaction } from 'kysely';
 import { TurnBatch, type Clock } from '../../kernel/index.js';
-import type { Store } from '../../storage/index.js';
+import { rebind, type Store } from '../../storage/index.js';
 import { toRecord, type FlowRecord } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import type { LifecyclePart } from '../lifecycle.js';
@@ -71,10 +71,9 @@ export class WebhookPart implements LifecyclePart {
 
   /** The served webhooks among `flowIds`, by flow id. */
   private async lookUp(flowIds: readonly string[]): Promise<Map<string, ServedWebhook>> {
-    const query = this.servedQuery;
     const rows =
       flowIds.length === 1
-        ? (await this.db.executeQuery<ServedRow>({ ...query, parameters: query.parameters.map((p) => (p === FLOW_ID ? flowIds[0] : p)) })).rows
+        ? (await this.db.executeQuery(rebind(this.servedQuery, FLOW_ID, flowIds[0]))).rows
         : ((await this.activeHooks().where('flow_webhooks.flow_id', 'in', flowIds).execute()) as ServedRow[]);
     const served = new Map<string, ServedWebhook>();
     for (const row of rows) {

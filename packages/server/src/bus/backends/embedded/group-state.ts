@@ -1,5 +1,5 @@
-import { sql, type Kysely } from 'kysely';
-import type { Store } from '../../../storage/index.js';
+import { sql, type CompiledQuery, type Kysely } from 'kysely';
+import { rebind, type Store } from '../../../storage/index.js';
 import type { BusTables } from '../../bus.migrations.js';
 
 type Db = Kysely<BusTables>;
@@ -56,6 +56,9 @@ const MAX_TOPICS_READ_APART = 32;
 /** How often waiting events are checked for a head that vanished without releasing them. */
 const WAITING_SWEEP_MS = 2000;
 
+/** Stands for the key in the compiled release statement. */
+const KEY = '\u0000key';
+
 /** Rows per INSERT or DELETE statement where the query builder is used. */
 const CHUNK = 200;
 const INSERT_PENDING = 'insert into bus_pending (group_id, seq, tenant_id, event_key, deliveries, visible_at, delivery_id) values (?, ?, ?, ?, ?, ?, ?)';
@@ -76,6 +79,7 @@ export class GroupState {
   /** The claim or ack under way in this process; the next one waits for it. */
   private turns: Promise<unknown> = Promise.resolve();
   private lastSweepAt = 0;
+  private released: CompiledQuery | undefined;
 
   private get db(): Db {
     return this.store.db<BusTables>();
@@ -139,6 +143,11 @@ export class GroupState {
   /** Makes the next waiting event of each key due: its head was settled. */
   private async releaseNext(trx: Db, keys: Iterable<string | null>): Promise<void> {
     for (const key of new Set(keys)) if (key !== null) await this.releaseNextQuery(key).execute(trx);
+  }
+
+  /** {@link releaseNextQuery} compiled once, with {@link KEY} for the key: acks run it often. */
+  private releaseCompiled(): CompiledQuery {
+    return (this.released ??= this.releaseNextQuery(KEY).compile(this.db));
   }
 
   private releaseNextQuery(key: string) {
@@ -260,10 +269,10 @@ export class GroupState {
               const gone = remove.get(this.groupId, a.seq, a.deliveryId) as { event_key: string | null } | undefined;
               if (gone !== undefined && gone.event_key !== null) keys.add(gone.event_key);
             }
-            for (const key of keys) {
-              const release = this.releaseNextQuery(key).compile(this.db);
-              c.prepare(release.sql).run(...release.parameters);
-            }
+            if (keys.size === 0) return;
+            const release = this.releaseCompiled();
+            const statement = c.prepare(release.sql);
+            for (const key of keys) statement.run(...rebind(release, KEY, key).parameters);
           },
           { relaxed: true },
         );
