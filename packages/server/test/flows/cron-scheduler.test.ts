@@ -85,9 +85,8 @@ describe.each(STORE_KINDS)('cron scheduler on %s', (kind) => {
   const others: { scheduler?: CronScheduler; store?: Store }[] = [];
 
   beforeEach(async () => {
-    opened = await openTestStore(kind, { migrate: false });
+    opened = await openTestStore(kind, { migrations: ALL_MIGRATIONS });
     store = opened.store;
-    await store.migrate(ALL_MIGRATIONS);
     db = store.db<FlowsTables>();
     clock = new ManualClock(T0);
     engine = new RecordingEngine(clock);

@@ -24,9 +24,8 @@ describe.each(STORE_KINDS)('execution retention on %s', (kind) => {
   let clock: ManualClock;
 
   beforeEach(async () => {
-    opened = await openTestStore(kind, { migrate: false });
+    opened = await openTestStore(kind, { migrations: ALL_MIGRATIONS });
     store = opened.store;
-    await store.migrate(ALL_MIGRATIONS);
     db = store.db<FlowsTables>();
     clock = new ManualClock(T0);
   });

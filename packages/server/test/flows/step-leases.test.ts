@@ -21,8 +21,7 @@ describe.each(STORE_KINDS)('claiming steps on %s', (kind) => {
   let leases: StepLeases;
 
   beforeEach(async () => {
-    opened = await openTestStore(kind, { migrate: false });
-    await opened.store.migrate(ALL_MIGRATIONS);
+    opened = await openTestStore(kind, { migrations: ALL_MIGRATIONS });
     db = opened.store.db<FlowsTables>();
     leases = new StepLeases(opened.store, new ManualClock(T0));
   });

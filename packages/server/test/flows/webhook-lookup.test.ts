@@ -17,8 +17,7 @@ describe.each(STORE_KINDS)('webhook lookups on %s', (kind) => {
   let part: WebhookPart;
 
   beforeEach(async () => {
-    opened = await openTestStore(kind, { migrate: false });
-    await opened.store.migrate(ALL_MIGRATIONS);
+    opened = await openTestStore(kind, { migrations: ALL_MIGRATIONS });
     db = opened.store.db<FlowsTables>();
     part = new WebhookPart(opened.store, systemClock);
   });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { iamMigrations } from '../../src/iam/iam.migrations.js';
-import { openStore, type Store } from '../../src/storage/store.js';
+import { openStore, type NamedMigration, type Store } from '../../src/storage/store.js';
 
 /** The store kinds every storage suite runs against. */
 export const STORE_KINDS = ['sqlite', 'postgres'] as const;
@@ -24,19 +24,22 @@ export interface TestStore {
 }
 
 export interface OpenTestStoreOptions {
-  /** Apply the IAM migrations before returning (default true). */
+  /** Apply migrations before returning (default true). */
   readonly migrate?: boolean;
+  /** Which migrations (default: the IAM's); `ALL_MIGRATIONS` for a feature's own tables. */
+  readonly migrations?: readonly NamedMigration[];
 }
 
-/** Opens a store of `kind`, with the IAM migrations applied unless told otherwise. */
+/** Opens a store of `kind`, with the IAM migrations (or those given) applied unless told otherwise. */
 export async function openTestStore(kind: StoreKind, options: OpenTestStoreOptions = {}): Promise<TestStore> {
   const migrate = options.migrate ?? true;
+  const migrations = options.migrations ?? iamMigrations;
   if (kind === 'sqlite') {
     const dataDir = await mkdtemp(join(tmpdir(), 'flowgate-test-'));
     let store: Store | undefined;
     try {
       store = await openStore({ dataDir });
-      if (migrate) await store.migrate(iamMigrations);
+      if (migrate) await store.migrate(migrations);
     } catch (err) {
       await store?.close();
       await rm(dataDir, { recursive: true, force: true });
@@ -61,7 +64,7 @@ export async function openTestStore(kind: StoreKind, options: OpenTestStoreOptio
     await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(store.db());
   };
   try {
-    if (migrate) await store.migrate(iamMigrations);
+    if (migrate) await store.migrate(migrations);
   } catch (err) {
     try {
       await dropSchema();
