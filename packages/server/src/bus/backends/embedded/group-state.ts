@@ -56,6 +56,12 @@ const MAX_TOPICS_READ_APART = 32;
 /** How often waiting events are checked for a head that vanished without releasing them. */
 const WAITING_SWEEP_MS = 2000;
 
+/** Whether the pending row `row` (a table name or alias) has no earlier event of its key in its group. */
+function headOfItsKey(row: string) {
+  const column = (name: string) => sql.ref(`${row}.${name}`);
+  return sql<boolean>`not exists (select 1 from bus_pending q where q.group_id = ${column('group_id')} and q.event_key = ${column('event_key')} and q.seq < ${column('seq')})`;
+}
+
 /** Stands for the key in the compiled release statement. */
 const KEY = '\u0000key';
 
@@ -116,18 +122,7 @@ export class GroupState {
       .where('p.visible_at', '<=', now)
       // Events waiting behind their key are WAITING, outside this range; rows written before
       // WAITING existed wait with visible_at 0, and this keeps them waiting.
-      .where((eb) =>
-        eb.not(
-          eb.exists(
-            eb
-              .selectFrom('bus_pending as q')
-              .select(sql`1`.as('one'))
-              .whereRef('q.group_id', '=', 'p.group_id')
-              .whereRef('q.event_key', '=', 'p.event_key')
-              .whereRef('q.seq', '<', 'p.seq'),
-          ),
-        ),
-      )
+      .where(headOfItsKey('p'))
       .orderBy('p.seq')
       .limit(limit)
       .execute();
@@ -166,7 +161,7 @@ export class GroupState {
     if (now - this.lastSweepAt < WAITING_SWEEP_MS) return;
     this.lastSweepAt = now;
     await sql`update bus_pending set visible_at = 0 where group_id = ${this.groupId} and visible_at = ${WAITING}
-      and not exists (select 1 from bus_pending q where q.group_id = bus_pending.group_id and q.event_key = bus_pending.event_key and q.seq < bus_pending.seq)`.execute(trx);
+      and ${headOfItsKey('bus_pending')}`.execute(trx);
   }
 
   /** Hands a claimed event out again under a new delivery id. */
