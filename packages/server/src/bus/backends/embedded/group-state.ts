@@ -137,17 +137,13 @@ export class GroupState {
 
   /** Makes the next waiting event of each key due: its head was settled. */
   private async releaseNext(trx: Db, keys: Iterable<string | null>): Promise<void> {
-    for (const key of new Set(keys)) if (key !== null) await this.releaseNextQuery(key).execute(trx);
+    for (const key of new Set(keys)) if (key !== null) await trx.executeQuery(rebind(this.releaseCompiled(), KEY, key));
   }
 
-  /** {@link releaseNextQuery} compiled once, with {@link KEY} for the key: acks run it often. */
+  /** "Make the key's next waiting event due", compiled once with {@link KEY} for the key: acks run it often. */
   private releaseCompiled(): CompiledQuery {
-    return (this.released ??= this.releaseNextQuery(KEY).compile(this.db));
-  }
-
-  private releaseNextQuery(key: string) {
-    return sql`update bus_pending set visible_at = 0 where group_id = ${this.groupId} and visible_at = ${WAITING}
-      and seq = (select min(seq) from bus_pending where group_id = ${this.groupId} and event_key = ${key})`;
+    return (this.released ??= sql`update bus_pending set visible_at = 0 where group_id = ${this.groupId} and visible_at = ${WAITING}
+      and seq = (select min(seq) from bus_pending where group_id = ${this.groupId} and event_key = ${KEY})`.compile(this.db));
   }
 
   /**
