@@ -245,6 +245,37 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect(await finished(id)).toMatchObject({ status: 'succeeded', output: { confirmed: true } });
   });
 
+  it('holds a step that was running when its execution paused and must be retried, and retries it on resume', async () => {
+    let calls = 0;
+    let release: (() => void) | undefined;
+    upstream.answer((_req, res) => {
+      calls += 1;
+      // The first call fails (a 5xx is retried) once released; the next succeeds.
+      release = calls === 1 ? () => res.writeHead(500, { 'content-type': 'application/json' }).end('{"busy": true}') : undefined;
+      if (calls > 1) res.writeHead(200, { 'content-type': 'application/json' }).end('{"booked": true}');
+    });
+    const flow = await create(
+      manual('flaky-booking', [{ id: 'book', component: 'http', config: { method: 'POST', url: `${upstream.url}/flaky` } }], {
+        settings: { retries: { count: 3, backoffMs: 50, jitter: 0 } },
+      }),
+    );
+    const id = await run(flow, {});
+    await waitFor('the call to reach the upstream', () => release !== undefined);
+    expect((await api(base, 'POST', `/api/v1/executions/${id}/pause`, { token: acme.token })).status).toBe(200);
+    release!();
+    const bookStep = async () => ((await execution(id)).steps as Json[]).find((s) => s.node === 'book');
+    await waitFor('the failed attempt to be recorded', async () => (await bookStep())?.status !== 'running');
+    // Well past the backoff: a paused execution runs nothing, so the retry has not been made.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await bookStep())?.status).toBe('held');
+    expect(calls).toBe(1);
+    expect((await execution(id)).status).toBe('paused');
+
+    expect((await api(base, 'POST', `/api/v1/executions/${id}/resume`, { token: acme.token })).status).toBe(200);
+    expect(await finished(id)).toMatchObject({ status: 'succeeded' });
+    expect(calls).toBe(2);
+  });
+
   it('resumes a wait-for-event step on the matching event, and times out without one', async () => {
     const flow = await create(
       manual('await-payment', [

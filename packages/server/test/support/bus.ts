@@ -8,7 +8,7 @@ import { expect } from 'vitest';
 import { busMigrations, connectNatsBusBackend, EmbeddedBusBackend, EventBus, type BusBackend, type EventBusOptions, type NatsBusBackend } from '../../src/bus/index.js';
 import { FlowgateError } from '../../src/errors/index.js';
 import { systemClock, type Clock } from '../../src/kernel/index.js';
-import type { Store } from '../../src/storage/index.js';
+import type { NamedMigration, Store } from '../../src/storage/index.js';
 import { openTestStore, type StoreKind } from './stores.js';
 
 /** The bus backends every conformance test runs against. */
@@ -24,6 +24,8 @@ export interface TestBus {
 
 export interface OpenTestBusOptions extends Partial<Pick<EventBusOptions, 'quotas' | 'lagIntervalMs' | 'retentionIntervalMs'>> {
   readonly clock?: Clock;
+  /** The store's migrations (default: the bus's); `ALL_MIGRATIONS` for a feature on the bus. */
+  readonly migrations?: readonly NamedMigration[];
 }
 
 const silent = pino({ level: 'silent' });
@@ -34,16 +36,16 @@ export const TEST_NATS_URL = process.env.FLOWGATE_TEST_NATS_URL ?? 'nats://127.0
 /** A fresh bus of `kind` over a fresh store; `close` removes both. */
 export async function openTestBus(kind: BusKind, options: OpenTestBusOptions = {}): Promise<TestBus> {
   const storeKind: StoreKind = kind === 'embedded-postgres' ? 'postgres' : 'sqlite';
-  const opened = await openTestStore(storeKind, { migrate: false });
+  const { migrations = busMigrations, ...busOptions } = options;
+  const opened = await openTestStore(storeKind, { migrations });
   const store = opened.store;
-  await store.migrate(busMigrations);
-  const clock = options.clock ?? systemClock;
+  const clock = busOptions.clock ?? systemClock;
   let nats: NatsBusBackend | undefined;
   const backend: BusBackend =
     kind === 'nats'
       ? (nats = await connectNatsBusBackend({ url: TEST_NATS_URL, clock, logger: silent, prefix: `t${randomBytes(4).toString('hex')}` }))
       : new EmbeddedBusBackend({ store, clock, logger: silent });
-  const bus = new EventBus({ backend, store, clock, logger: silent, ...options });
+  const bus = new EventBus({ backend, store, clock, logger: silent, ...busOptions });
   bus.start();
   return {
     bus,

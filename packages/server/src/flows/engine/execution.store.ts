@@ -6,6 +6,7 @@ import { isUniqueViolation, type Store } from '../../storage/index.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
 import { ExecutionGates } from './execution-gates.js';
 import { GroupCommit } from './group-commit.js';
+import { executionStatusOfStep, unlessPaused } from './paused-steps.js';
 import { StepLeases } from './step-leases.js';
 import type { StepPlan } from './orchestrator.js';
 import { OPEN_STEPS, type AppliedOutcomes, type CreatedExecution, type EagerLease, type ExecutionRow, type FinishHook, type LimitLookup, type NewExecution, type StepOutcome, type StepRow, type WaitProbe } from './execution-model.js';
@@ -180,6 +181,8 @@ export class ExecutionStore {
         touched.add(step.execution_id);
         if (outcome.leaf && outcome.next.length === 0) leafOutputs.set(step.execution_id, outcome.output ?? null);
       }
+      // A step that is to run again while its execution is paused is held instead.
+      const dialect = this.store.dialect;
       for (const outcome of outcomes) {
         if (outcome.kind === 'succeeded') continue;
         readied = true;
@@ -192,12 +195,12 @@ export class ExecutionStore {
           const result = await this.probeWait?.(trx, step.tenant, outcome.key);
           const state: WaitState = result ? { onTimeout: outcome.onTimeout, result } : { onTimeout: outcome.onTimeout };
           changed = await update
-            .set({ status: 'waiting', wait_key: result ? null : outcome.key, wait_state: JSON.stringify(state), due_at: result ? now : outcome.until, lease_owner: null, lease_until: null })
+            .set({ status: unlessPaused(dialect, 'waiting'), wait_key: result ? null : outcome.key, wait_state: JSON.stringify(state), due_at: result ? now : outcome.until, lease_owner: null, lease_until: null })
             .executeTakeFirst();
         } else if (outcome.kind === 'sleep') {
-          changed = await update.set({ status: 'waiting', output: JSON.stringify(outcome.output ?? null), due_at: outcome.until, lease_owner: null, lease_until: null }).executeTakeFirst();
+          changed = await update.set({ status: unlessPaused(dialect, 'waiting'), output: JSON.stringify(outcome.output ?? null), due_at: outcome.until, lease_owner: null, lease_until: null }).executeTakeFirst();
         } else if (outcome.kind === 'retry') {
-          changed = await update.set({ status: 'ready', error: JSON.stringify(outcome.error), due_at: outcome.at, wait_key: null, wait_state: null, lease_owner: null, lease_until: null }).executeTakeFirst();
+          changed = await update.set({ status: unlessPaused(dialect, 'ready'), error: JSON.stringify(outcome.error), due_at: outcome.at, wait_key: null, wait_state: null, lease_owner: null, lease_until: null }).executeTakeFirst();
         } else {
           changed = await update.set({ status: 'failed', error: JSON.stringify(outcome.error), finished_at: now, wait_key: null, lease_owner: null, lease_until: null }).executeTakeFirst();
         }
@@ -250,7 +253,7 @@ export class ExecutionStore {
              output = case id ${sql.join(outcomes.map((o) => sql`when ${o.step.id} then ${JSON.stringify(o.output ?? null)}`), sql` `)} end
        where status = 'running' and lease_owner = ${owner}
          and (id, attempt) in (values ${sql.join(outcomes.map((o) => sql`(${o.step.id}, cast(${o.step.attempt} as integer))`))})
-      returning id, (select e.status from flow_executions e where e.id = flow_steps.execution_id) as execution_status`.execute(trx);
+      returning id, ${executionStatusOfStep(this.store.dialect)} as execution_status`.execute(trx);
     const counted = new Set(result.rows.map((row) => row.id));
     // Next steps of a paused execution are held until it resumes.
     const pausedSteps = new Set(result.rows.filter((row) => row.execution_status === 'paused').map((row) => row.id));

@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../../kernel/index.js';
 import type { Store } from '../../storage/index.js';
 import type { FlowsTables } from '../flows.tables.js';
+import { unlessPaused } from './paused-steps.js';
 
 type StepRow = FlowsTables['flow_steps'];
 
@@ -94,12 +95,15 @@ export class StepLeases {
     );
   }
 
-  /** Gives the steps of a process that stopped renewing (a crash) back to the ready queue. */
+  /**
+   * Gives the steps of a process that stopped renewing (a crash) back to the ready queue
+   * (held, when their execution is paused).
+   */
   async recoverExpiredLeases(): Promise<number> {
     const now = this.clock.now();
     const result = await this.db
       .updateTable('flow_steps')
-      .set({ status: 'ready', lease_owner: null, lease_until: null, due_at: now })
+      .set({ status: unlessPaused(this.store.dialect, 'ready'), lease_owner: null, lease_until: null, due_at: now })
       .where('status', '=', 'running')
       .where('lease_until', '<', now)
       .where('output', 'is', null)
@@ -109,7 +113,7 @@ export class StepLeases {
     // it wakes again rather than running its component again.
     const woken = await this.db
       .updateTable('flow_steps')
-      .set({ status: 'waiting', lease_owner: null, lease_until: null, due_at: now })
+      .set({ status: unlessPaused(this.store.dialect, 'waiting'), lease_owner: null, lease_until: null, due_at: now })
       .where('status', '=', 'running')
       .where('lease_until', '<', now)
       .where((eb) => eb.or([eb('output', 'is not', null), eb('wait_state', 'is not', null)]))
