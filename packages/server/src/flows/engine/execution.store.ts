@@ -166,6 +166,7 @@ export class ExecutionStore {
     let leased: StepRow[] = [];
     let readied = false;
     await this.db.transaction().execute(async (trx) => {
+      await this.lockExecutions(trx, outcomes.map((o) => o.step.execution_id));
       const now = this.clock.now();
       const touched = new Set<string>();
       /** The output of a last node, by execution: it becomes the execution's output. */
@@ -340,9 +341,26 @@ export class ExecutionStore {
     }
   }
 
-  /** Serialises changes to one execution (its cancel, pause, re-run) until the transaction ends. */
+  /**
+   * Serialises changes to one execution (its cancel, pause, re-run) and the recording of
+   * its steps' outcomes until the transaction ends.
+   */
   lockExecution(trx: Trx, executionId: string): Promise<void> {
-    return this.store.lockTransaction(trx as unknown as Kysely<unknown>, `execution:${executionId}`);
+    return this.lockExecutions(trx, [executionId]);
+  }
+
+  /**
+   * Locks executions' rows until the transaction ends, in id order (so two batches cannot
+   * deadlock). On PostgreSQL, two transactions that each record a step of one execution
+   * (or one records while another cancels it) would otherwise each miss what the other
+   * writes: both last steps recorded and neither finishing the execution, or a next step
+   * inserted after the cancel cancelled the open ones. The later one now waits, and its
+   * statements see what the first committed. SQLite has one writer at a time already.
+   */
+  async lockExecutions(trx: Trx, executionIds: readonly string[]): Promise<void> {
+    if (this.store.dialect !== 'postgres' || executionIds.length === 0) return;
+    const ids = [...new Set(executionIds)].sort();
+    await trx.selectFrom('flow_executions').select('id').where('id', 'in', ids).orderBy('id').forNoKeyUpdate().execute();
   }
 
   /** Publishes an execution event in the execution's trace, in `trx`. */
