@@ -69,6 +69,36 @@ describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a paused execu
   });
 });
 
+describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a re-run on %s', (kind) => {
+  let opened: TestBus;
+  let executions: ExecutionStore;
+  const clock = new ManualClock(Date.parse('2026-12-07T00:00:00Z'));
+
+  beforeEach(async () => {
+    opened = await openTestBus(kind, { migrations: ALL_MIGRATIONS });
+    executions = new ExecutionStore(opened.store, opened.bus, clock);
+  });
+  afterEach(async () => {
+    await opened.close();
+  });
+
+  it('does not count the outcome of the run it replaced, though the same process runs it again', async () => {
+    const old = await runningStep(executions);
+    const operations = new ExecutionOperations(executions, clock);
+    expect(await operations.cancel(old.execution_id)).toBe(true);
+    expect(await operations.rerun(old.execution_id)).toBe(true);
+    clock.advance(1_000);
+    const [again] = await executions.leases.claim(OWNER, 5, 60_000);
+    // The same step, the same process, and the attempts counted from the start again.
+    expect(again).toMatchObject({ id: old.id, lease_owner: OWNER, attempt: old.attempt });
+
+    const stale = await executions.apply(OWNER, [{ kind: 'failed', step: old, error: { code: 'STALE', message: 'the cancelled run failed' } }]);
+    expect(stale.applied.size).toBe(0);
+    const fresh = await executions.apply(OWNER, [{ kind: 'succeeded', step: again!, output: { booked: true }, next: [], leaf: true }]);
+    expect(fresh.finished.get(old.execution_id)).toBe('succeeded');
+  });
+});
+
 describe('changes racing an outcome on postgres', () => {
   let opened: TestBus;
   let executions: ExecutionStore;

@@ -28,7 +28,9 @@ const FINISHED: readonly ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'
 
 /**
  * The engine's durable state: executions and steps in the state store. A step's
- * completion is recorded only by the lease holder (`lease_owner` and `attempt` match),
+ * completion is recorded only by the lease holder (`lease_owner`, `attempt` and
+ * `started_at` match: a re-run counts attempts from the start again, so the time of the
+ * claim is what tells the run it replaced from the re-run's, on the same process),
  * in the same transaction that inserts the steps that follow it (idempotent through the
  * (execution, parent, node, phase) key) and, when nothing is left, finishes the execution
  * and publishes its event. So a completion is recorded exactly once, whatever crashes.
@@ -155,10 +157,11 @@ export class ExecutionStore {
 
   /**
    * Applies finished runs in one transaction. Each outcome counts only if its step is
-   * still leased by `owner` at the same attempt; the ids of the outcomes that counted are
-   * returned (with the executions they finished). Successes, the common case, are recorded
-   * together: one update for every step, one insert for every step that follows, one read
-   * for what is left open; on PostgreSQL each statement is a round trip.
+   * still leased by `owner` at the same attempt and claim; the ids of the outcomes that
+   * counted are returned (with the executions they finished). Successes, the common case,
+   * are recorded together: one update for every step, one insert for every step that
+   * follows, one read for what is left open; on PostgreSQL each statement is a round trip,
+   * after one that locks the batch's executions.
    */
   async apply(owner: string, outcomes: readonly StepOutcome[], eager?: EagerLease): Promise<AppliedOutcomes> {
     const applied = new Set<string>();
@@ -188,7 +191,13 @@ export class ExecutionStore {
         if (outcome.kind === 'succeeded') continue;
         readied = true;
         const step = outcome.step;
-        const update = trx.updateTable('flow_steps').where('id', '=', step.id).where('status', '=', 'running').where('lease_owner', '=', owner).where('attempt', '=', step.attempt);
+        const update = trx
+          .updateTable('flow_steps')
+          .where('id', '=', step.id)
+          .where('status', '=', 'running')
+          .where('lease_owner', '=', owner)
+          .where('attempt', '=', step.attempt)
+          .where('started_at', '=', step.started_at ?? -1);
         let changed: { numUpdatedRows: bigint };
         if (outcome.kind === 'wait') {
           // Locked like resolveWaits: whichever of the wait and its resolution commits second sees the other.
@@ -240,9 +249,9 @@ export class ExecutionStore {
   }
 
   /**
-   * Records the successes still leased by `owner` at their attempt in one statement,
-   * inserts the steps that follow them in another (held when their execution is paused),
-   * and their `respond` answers; returns the outcomes that counted.
+   * Records the successes still leased by `owner` at their attempt and claim in one
+   * statement, inserts the steps that follow them in another (held when their execution
+   * is paused), and their `respond` answers; returns the outcomes that counted.
    */
   private async recordSuccesses(trx: Trx, owner: string, outcomes: readonly Success[], now: number, eager: EagerLease | undefined): Promise<{ recorded: Success[]; leased: StepRow[]; unleased: boolean; advanced: Set<string> }> {
     const advanced = new Set<string>();
@@ -253,7 +262,7 @@ export class ExecutionStore {
          set status = 'succeeded', error = null, finished_at = ${now}, lease_owner = null, lease_until = null,
              output = case id ${sql.join(outcomes.map((o) => sql`when ${o.step.id} then ${JSON.stringify(o.output ?? null)}`), sql` `)} end
        where status = 'running' and lease_owner = ${owner}
-         and (id, attempt) in (values ${sql.join(outcomes.map((o) => sql`(${o.step.id}, cast(${o.step.attempt} as integer))`))})
+         and (id, attempt, started_at) in (values ${sql.join(outcomes.map((o) => sql`(${o.step.id}, cast(${o.step.attempt} as integer), cast(${o.step.started_at ?? -1} as bigint))`))})
       returning id, ${executionStatusOfStep(this.store.dialect)} as execution_status`.execute(trx);
     const counted = new Set(result.rows.map((row) => row.id));
     // Next steps of a paused execution are held until it resumes.
