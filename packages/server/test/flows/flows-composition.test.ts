@@ -138,6 +138,20 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect(report).toMatchObject({ status: 'succeeded', trigger: 'error', output: { failed: bad.id, flow: 'risky', why: expect.stringMatching(/it broke$/) } });
   });
 
+  it('records a failure again when its error flow was started with the same idempotency key before', async () => {
+    // One report per failed execution, however often it is re-run and fails again.
+    const errors = await create(manual('on-error-keyed', [{ id: 'note', component: 'transform', config: { expression: '{"failed": execution.id}' } }], { settings: { idempotencyKey: 'execution.id' } }));
+    const fragile = await create(manual('fragile-keyed', [{ id: 'boom', component: 'transform', config: { expression: '$error("broke again")' } }], { settings: { errorFlow: 'on-error-keyed', retries: { count: 0 } } }));
+    const id = await run(fragile, {});
+    expect((await finished(id)).status).toBe('failed');
+    await waitFor('the error flow to run', async () => (await executionsOf(errors)).length === 1);
+
+    expect((await api(base, 'POST', `/api/v1/executions/${id}/rerun`, { token: acme.token })).status).toBe(200);
+    expect(await finished(id)).toMatchObject({ status: 'failed', error: { node: 'boom' } });
+    expect(((await execution(id)).steps as Json[]).map((s) => [s.node, s.status, s.attempt])).toEqual([['boom', 'failed', 1]]);
+    expect(await executionsOf(errors)).toHaveLength(1);
+  });
+
   it("reports a failed subflow once, through its parent's error flow", async () => {
     const errors = await create(manual('on-error-once', [{ id: 'note', component: 'transform', config: { expression: '{"failed": execution.id}' } }]));
     const settings = { errorFlow: 'on-error-once', retries: { count: 0 } };

@@ -92,17 +92,24 @@ export class ExecutionOperations {
     return limit !== undefined && execution.concurrency_key !== null && (await this.executions.gates.slotsTaken(trx, execution.flow_id, execution.concurrency_key)) >= limit;
   }
 
-  /** Fails executions past their deadline (the flow's timeout). */
-  async expireDeadlines(): Promise<string[]> {
+  /**
+   * Fails executions past their deadline (the flow's timeout). One that cannot be failed
+   * is reported to `onError` and does not hold up the others.
+   */
+  async expireDeadlines(onError: (executionId: string, error: unknown) => void): Promise<string[]> {
     const now = this.clock.now();
     const late = await this.executions.db.selectFrom('flow_executions').select('id').where('status', 'in', ['queued', 'running', 'paused']).where('deadline_at', '<', now).limit(100).execute();
     const failed: string[] = [];
     for (const { id } of late) {
-      const done = await this.executions.changeExecution(id, async (trx, at) => {
-        await this.executions.cancelOpenSteps(trx, id, at);
-        return this.executions.finish(trx, id, 'failed', undefined, { code: 'FLOW_TIMEOUT', message: 'The execution ran past the flow timeout.' });
-      });
-      if (done) failed.push(id);
+      try {
+        const done = await this.executions.changeExecution(id, async (trx, at) => {
+          await this.executions.cancelOpenSteps(trx, id, at);
+          return this.executions.finish(trx, id, 'failed', undefined, { code: 'FLOW_TIMEOUT', message: 'The execution ran past the flow timeout.' });
+        });
+        if (done) failed.push(id);
+      } catch (error) {
+        onError(id, error);
+      }
     }
     return failed;
   }

@@ -2,7 +2,7 @@ import { EXECUTION_EVENTS, type ExecutionStatus } from '@flowgate/contracts';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { EventBus } from '../../bus/index.js';
 import { newId, type Clock } from '../../kernel/index.js';
-import { isUniqueViolation, type Store } from '../../storage/index.js';
+import type { Store } from '../../storage/index.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
 import { ExecutionGates } from './execution-gates.js';
 import { GroupCommit } from './group-commit.js';
@@ -89,37 +89,44 @@ export class ExecutionStore {
       return steps;
     };
     let steps: StepRow[] = [];
+    /** Set when the idempotency key was used already: nothing was written. */
+    let repeated = false;
     const write = async (t: Trx) => {
       // Over its flow's concurrency limit, an execution waits its turn: queued, its first steps held.
       if (execution.concurrency && (await this.gates.slotsTaken(t, row.flow_id, execution.concurrency.key)) >= execution.concurrency.limit) row.status = 'queued';
-      await t.insertInto('flow_executions').values(row).execute();
+      if (execution.idempotencyKey === undefined) await t.insertInto('flow_executions').values(row).execute();
+      else {
+        // A used key is told by the insert writing nothing, not by a unique violation: on
+        // PostgreSQL that would abort the transaction, which may be the caller's (an error
+        // flow started where a failure is recorded) and must still commit.
+        const inserted = await t.insertInto('flow_executions').values(row).onConflict((oc) => oc.doNothing()).returning('id').execute();
+        if (inserted.length === 0) {
+          repeated = true;
+          return;
+        }
+      }
       const status = row.status === 'queued' ? 'held' : 'ready';
       steps = lease(execution.first.map((plan) => this.stepRow(row, '', plan, now, status)));
       if (steps.length > 0) await t.insertInto('flow_steps').values(steps).execute();
       await this.publish(t, row, EXECUTION_EVENTS.started, { input_size: row.input.length });
       if (execution.first.length === 0) await this.finish(t, row.id, 'succeeded', null, null);
     };
-    try {
-      if (trx) await write(trx);
-      // A keyed start may collide with its first (a unique violation, which on PostgreSQL
-      // aborts the transaction it is in), and a limited one takes a lock: those commit alone.
-      else if (execution.idempotencyKey || execution.concurrency || execution.first.length === 0) await this.db.transaction().execute(write);
-      else {
-        steps = lease(execution.first.map((plan) => this.stepRow(row, '', plan, now)));
-        await this.creates.run({ row, steps });
-      }
-      return { row, created: true, leased: steps.filter((step) => step.lease_owner !== null) };
-    } catch (error) {
-      if (!execution.idempotencyKey || !isUniqueViolation(error)) throw error;
-      const first = await (trx ?? this.db)
-        .selectFrom('flow_executions')
-        .selectAll()
-        .where('tenant', '=', execution.tenant)
-        .where('flow_id', '=', execution.flowId)
-        .where('idempotency_key', '=', execution.idempotencyKey)
-        .executeTakeFirstOrThrow();
-      return { row: first, created: false, leased: [] };
+    if (trx) await write(trx);
+    // A keyed start may find its key used, and a limited one takes a lock: those commit alone.
+    else if (execution.idempotencyKey || execution.concurrency || execution.first.length === 0) await this.db.transaction().execute(write);
+    else {
+      steps = lease(execution.first.map((plan) => this.stepRow(row, '', plan, now)));
+      await this.creates.run({ row, steps });
     }
+    if (!repeated) return { row, created: true, leased: steps.filter((step) => step.lease_owner !== null) };
+    const first = await (trx ?? this.db)
+      .selectFrom('flow_executions')
+      .selectAll()
+      .where('tenant', '=', execution.tenant)
+      .where('flow_id', '=', execution.flowId)
+      .where('idempotency_key', '=', execution.idempotencyKey!)
+      .executeTakeFirstOrThrow();
+    return { row: first, created: false, leased: [] };
   }
 
   /** Writes plain starts (no key, no limit, first steps ready) in one statement per table. */

@@ -115,7 +115,7 @@ export class FlowEngine {
       if ((await this.options.executions.leases.recoverExpiredLeases()) > 0) this.wake();
     });
     this.every(1000, async () => {
-      const expired = await this.operations.expireDeadlines();
+      const expired = await this.operations.expireDeadlines((execution, error) => this.options.logger.warn({ err: error, execution }, 'an execution past its flow timeout could not be failed'));
       for (const id of expired) this.notify(id);
       // An expired execution may have freed a concurrency slot or resolved a parent's wait.
       if (expired.length > 0) this.wake();
