@@ -152,6 +152,23 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect(await executionsOf(errors)).toHaveLength(1);
   });
 
+  it('gives a re-run the whole flow timeout again, however long after the first run', async () => {
+    // The first call is refused (a 4xx is not retried); the re-run's call takes 1.2 s.
+    let calls = 0;
+    upstream.answer((_req, res) => {
+      calls += 1;
+      if (calls === 1) res.writeHead(409, { 'content-type': 'application/json' }).end('{}');
+      else setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"booked": true}'), 1200);
+    });
+    const flow = await create(manual('timed-booking', [{ id: 'book', component: 'http', config: { method: 'POST', url: `${upstream.url}/book` } }], { settings: { timeoutMs: 2000 } }));
+    const id = await run(flow, {});
+    expect(await finished(id)).toMatchObject({ status: 'failed', error: { node: 'book' } });
+    // Past the first run's deadline (the engine checks deadlines every second).
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    expect((await api(base, 'POST', `/api/v1/executions/${id}/rerun`, { token: acme.token })).status).toBe(200);
+    expect(await finished(id)).toMatchObject({ status: 'succeeded', output: { body: { booked: true } } });
+  });
+
   it("reports a failed subflow once, through its parent's error flow", async () => {
     const errors = await create(manual('on-error-once', [{ id: 'note', component: 'transform', config: { expression: '{"failed": execution.id}' } }]));
     const settings = { errorFlow: 'on-error-once', retries: { count: 0 } };

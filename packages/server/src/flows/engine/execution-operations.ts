@@ -65,9 +65,11 @@ export class ExecutionOperations {
     const open = await trx.selectFrom('flow_steps').select('id').where('execution_id', '=', executionId).where('status', 'in', ['failed', 'cancelled']).limit(1).executeTakeFirst();
     // A re-run takes a concurrency slot like a start: over the limit it is queued, its steps held.
     const queued = open !== undefined && before.concurrency_key !== null && (await this.overLimit(trx, before));
+    // The flow timeout counts from the re-run: the first run's deadline may be long past.
+    const deadline = before.deadline_at === null ? null : now + (Number(before.deadline_at) - Number(before.created_at));
     await trx
       .updateTable('flow_executions')
-      .set({ status: queued ? 'queued' : 'running', error: null, finished_at: null, updated_at: now })
+      .set({ status: queued ? 'queued' : 'running', error: null, finished_at: null, updated_at: now, deadline_at: deadline })
       .where('id', '=', executionId)
       .execute();
     await trx
