@@ -3,6 +3,7 @@
  * - A paused execution runs nothing new: its step whose lease lapses (its process died)
  *   is held, not made ready.
  * - A re-run does not count the outcome of the run it replaced.
+ * - A subflow step still running when its parent ended starts no child.
  * - On PostgreSQL, where a pause, a resume, a cancel or another process's outcome can
  *   commit while an outcome is recorded (SQLite has one writer at a time: there is
  *   nothing to race), whichever commits first: a paused execution runs nothing new, a
@@ -96,6 +97,39 @@ describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a re-run on %s
     expect(stale.applied.size).toBe(0);
     const fresh = await executions.apply(OWNER, [{ kind: 'succeeded', step: again!, output: { booked: true }, next: [], leaf: true }]);
     expect(fresh.finished.get(old.execution_id)).toBe('succeeded');
+  });
+});
+
+describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a subflow on %s', (kind) => {
+  let opened: TestBus;
+  let executions: ExecutionStore;
+
+  beforeEach(async () => {
+    opened = await openTestBus(kind, { migrations: ALL_MIGRATIONS });
+    executions = new ExecutionStore(opened.store, opened.bus, systemClock);
+  });
+  afterEach(async () => {
+    await opened.close();
+  });
+
+  it('is not started for a parent that ended while its subflow step ran', async () => {
+    // The parent's `subflow` step runs; the parent is cancelled (no child to cancel yet);
+    // then the step gets as far as starting its child.
+    const step = await runningStep(executions);
+    expect(await new ExecutionOperations(executions, systemClock).cancel(step.execution_id)).toBe(true);
+    const child = executions.create({
+      tenant: step.tenant,
+      flowId: 'child',
+      flowVersion: 1,
+      trigger: 'subflow',
+      input: {},
+      traceparent: TRACEPARENT,
+      idempotencyKey: `subflow:${step.id}`,
+      parentExecutionId: step.execution_id,
+      first: [{ node: 'work', phase: 'main', input: {} }],
+    });
+    await expect(child).rejects.toMatchObject({ code: 'FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT' });
+    expect(await executions.db.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', step.execution_id).execute()).toEqual([]);
   });
 });
 

@@ -1,6 +1,7 @@
 import { EXECUTION_EVENTS, type ExecutionStatus } from '@flowgate/contracts';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { EventBus } from '../../bus/index.js';
+import { FlowgateError } from '../../errors/index.js';
 import { newId, type Clock } from '../../kernel/index.js';
 import type { Store } from '../../storage/index.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
@@ -92,6 +93,7 @@ export class ExecutionStore {
     /** Set when the idempotency key was used already: nothing was written. */
     let repeated = false;
     const write = async (t: Trx) => {
+      if (execution.parentExecutionId !== undefined) await this.parentGoesOn(t, execution.parentExecutionId);
       // Over its flow's concurrency limit, an execution waits its turn: queued, its first steps held.
       if (execution.concurrency && (await this.gates.slotsTaken(t, row.flow_id, execution.concurrency.key)) >= execution.concurrency.limit) row.status = 'queued';
       if (execution.idempotencyKey === undefined) await t.insertInto('flow_executions').values(row).execute();
@@ -355,6 +357,18 @@ export class ExecutionStore {
       await this.cancelOpenSteps(trx, child.id, now);
       await this.finish(trx, child.id, 'cancelled', undefined, { code: 'PARENT_ENDED', message: `The parent execution ${parentId} ${status === 'failed' ? 'failed' : 'was cancelled'}.` });
     }
+  }
+
+  /**
+   * Refuses to start a subflow for a parent that has ended: its `subflow` step may have
+   * been running when the parent was cancelled or failed, which cancelled the children it
+   * had then. The parent's row is locked, so its end waits for this start or sees it.
+   */
+  private async parentGoesOn(trx: Trx, parentId: string): Promise<void> {
+    await this.lockExecution(trx, parentId);
+    const parent = await trx.selectFrom('flow_executions').select('status').where('id', '=', parentId).executeTakeFirst();
+    if (parent && !FINISHED.includes(parent.status as ExecutionStatus)) return;
+    throw new FlowgateError('FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT', `The parent execution ${parentId} has ended: no subflow of it starts.`);
   }
 
   /**
