@@ -178,13 +178,16 @@ export class ExecutionStore {
     let leased: StepRow[] = [];
     let readied = false;
     await this.db.transaction().execute(async (trx) => {
-      await this.lockExecutions(trx, outcomes.map((o) => o.step.execution_id));
+      const succeeded = outcomes.filter((o): o is Success => o.kind === 'succeeded');
+      // A batch of successes only (the usual one) locks its executions in its first
+      // statement, saving a round trip; any other locks them first, on its own.
+      const lockedBySuccesses = succeeded.length === outcomes.length;
+      if (!lockedBySuccesses) await this.lockExecutions(trx, outcomes.map((o) => o.step.execution_id));
       const now = this.clock.now();
       const touched = new Set<string>();
       /** The output of a last node, by execution: it becomes the execution's output. */
       const leafOutputs = new Map<string, unknown>();
-      const succeeded = outcomes.filter((o): o is Success => o.kind === 'succeeded');
-      const successes = await this.recordSuccesses(trx, owner, succeeded, now, eager);
+      const successes = await this.recordSuccesses(trx, owner, succeeded, now, eager, lockedBySuccesses);
       leased = successes.leased;
       readied = successes.unleased;
       const advanced = successes.advanced;
@@ -260,18 +263,34 @@ export class ExecutionStore {
   /**
    * Records the successes still leased by `owner` at their attempt and claim in one
    * statement, inserts the steps that follow them in another (held when their execution
-   * is paused), and their `respond` answers; returns the outcomes that counted.
+   * is paused), and their `respond` answers; returns the outcomes that counted. With
+   * `lock`, that first statement locks their executions first, as lockExecutions does.
    */
-  private async recordSuccesses(trx: Trx, owner: string, outcomes: readonly Success[], now: number, eager: EagerLease | undefined): Promise<{ recorded: Success[]; leased: StepRow[]; unleased: boolean; advanced: Set<string> }> {
+  private async recordSuccesses(
+    trx: Trx,
+    owner: string,
+    outcomes: readonly Success[],
+    now: number,
+    eager: EagerLease | undefined,
+    lock: boolean,
+  ): Promise<{ recorded: Success[]; leased: StepRow[]; unleased: boolean; advanced: Set<string> }> {
     const advanced = new Set<string>();
     if (outcomes.length === 0) return { recorded: [], leased: [], unleased: false, advanced };
+    // On PostgreSQL the lock is a CTE that an uncorrelated condition reads whole: the
+    // planner makes that a one-time filter, run before any row is read or written.
+    const lockIds = lock && this.store.dialect === 'postgres' ? [...new Set(outcomes.map((o) => o.step.execution_id))].sort() : [];
+    const locking =
+      lockIds.length > 0
+        ? sql`with locked as materialized (select id from flow_executions where id in (${sql.join(lockIds)}) order by id for no key update) `
+        : sql``;
+    const locked = lockIds.length > 0 ? sql` and (select count(*) from locked) >= 0` : sql``;
     // A few hundred at most (the engine's batch): well under either store's parameter limit.
     const result = await sql<{ id: string; execution_status: string | null }>`
-      update flow_steps
+      ${locking}update flow_steps
          set status = 'succeeded', error = null, finished_at = ${now}, lease_owner = null, lease_until = null,
              output = case id ${sql.join(outcomes.map((o) => sql`when ${o.step.id} then ${JSON.stringify(o.output ?? null)}`), sql` `)} end
        where status = 'running' and lease_owner = ${owner}
-         and (id, attempt, started_at) in (values ${sql.join(outcomes.map((o) => sql`(${o.step.id}, cast(${o.step.attempt} as integer), cast(${o.step.started_at ?? -1} as bigint))`))})
+         and (id, attempt, started_at) in (values ${sql.join(outcomes.map((o) => sql`(${o.step.id}, cast(${o.step.attempt} as integer), cast(${o.step.started_at ?? -1} as bigint))`))})${locked}
       returning id, ${executionStatusOfStep(this.store.dialect)} as execution_status`.execute(trx);
     const counted = new Set(result.rows.map((row) => row.id));
     // Next steps of a paused execution are held until it resumes.
