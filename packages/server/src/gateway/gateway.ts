@@ -189,12 +189,14 @@ export class Gateway {
   /**
    * The route for a request, if any. Only origin-form targets (`/path`) are routed: an
    * absolute-form target (`http://host/path`) would reach the upstream with an authority
-   * the caller chose. Reserved paths are checked on the raw and on the decoded path, as
-   * the router and Fastify both decode.
+   * the caller chose. Nor are targets with a `#` (invalid in a request target, RFC 9112):
+   * the router stops reading at it and an upstream may not, so a route and its policies
+   * would be chosen for a path other than the one forwarded. Reserved paths are checked
+   * on the raw and on the decoded path, as the router and Fastify both decode.
    */
   private match(serving: Serving, req: IncomingMessage): Matched | undefined {
     const url = req.url ?? '/';
-    if (!url.startsWith('/')) return undefined;
+    if (!url.startsWith('/') || url.includes('#')) return undefined;
     const queryAt = url.indexOf('?');
     const path = queryAt === -1 ? url : url.slice(0, queryAt);
     if (reservedPrefixOf(path) || (path.includes('%') && reservedPrefixOf(decodedOrRaw(path)))) return undefined;

@@ -16,18 +16,26 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 /** Connection failures after which nothing reached the upstream: safe to try another target. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
 /**
- * Whether a raw path has a segment an upstream could resolve as `.` or `..`: separators
- * include `\` (WHATWG URL parsers) and encoded slashes, and `;params` (Tomcat, Jetty) are
- * cut off first.
+ * Why an upstream could read a raw path as another path than the one routed, if it could:
+ * a segment it could resolve as `.` or `..` (separators include `\` for WHATWG URL parsers,
+ * and encoded slashes; `;params` cut off first), an empty segment (collapsed by Tomcat and
+ * others), `;params` (dropped by Tomcat and Jetty), or an encoded or back slash (decoded
+ * into a separator by some). Each could take a request routed by a broad open route to
+ * what a narrower protected route guards.
  */
-export function hasDotSegment(path: string): boolean {
-  // Every spelling needs a '.' or a '%': most paths are done here.
-  if (!path.includes('.') && !path.includes('%')) return false;
+export function pathAmbiguity(path: string): string | undefined {
+  // Every spelling needs one of these characters: most paths are done here.
+  if (!/[.%;\\]|\/\//.test(path)) return undefined;
   const normal = path.replace(/%2e/gi, '.').replace(/%2f|%5c|\\/gi, '/');
-  return normal.split('/').some((segment) => {
+  const dotted = normal.split('/').some((segment) => {
     const name = segment.split(';')[0];
     return name === '.' || name === '..';
   });
+  if (dotted) return 'The path may not contain . or .. segments.';
+  if (path.includes('//')) return 'The path may not contain an empty segment (//).';
+  if (path.includes(';')) return 'The path may not contain ;parameters.';
+  if (normal !== path.replace(/%2e/gi, '.')) return 'The path may not contain an encoded slash or a backslash.';
+  return undefined;
 }
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const REFUSALS = new Set([401, 403, 429]);
@@ -96,10 +104,9 @@ export async function serveRoute(
   };
 
   try {
-    if (hasDotSegment(path)) {
-      // An upstream would resolve `..` past the route's prefix: never forward such a path.
-      throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', 'The path may not contain . or .. segments.');
-    }
+    const ambiguity = pathAmbiguity(path);
+    // An upstream could resolve such a path past the route's prefix: it is never forwarded.
+    if (ambiguity !== undefined) throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', ambiguity);
     for (const step of route.steps) {
       let outcome = step(exchange);
       if (outcome instanceof Promise) outcome = await outcome;

@@ -68,6 +68,32 @@ describe('gateway hardening', () => {
     },
   );
 
+  it.each(['//admin/x', '/public//x', '/admin;/x', '/admin;', '/admin%2Fx', '/admin%5cx', '/admin\\x'])(
+    'refuses %s: an upstream could read it as another route\'s path (an empty segment, ;params or an encoded separator)',
+    async (path) => {
+      await apply([
+        { name: 'all', service: 's', paths: ['/*'], policies: open },
+        { name: 'admin', service: 's', paths: ['/admin', '/admin/*'], policies: { auth: { type: 'jwt' } } },
+      ]);
+      const line = await raw(server.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      expect(line).toBe('HTTP/1.1 400 Bad Request');
+      expect(upstream.seen).toEqual([]);
+    },
+  );
+
+  it('does not route a request target with a fragment, which the router and the upstream would read apart', async () => {
+    await apply([
+      { name: 'order', service: 's', paths: ['/orders/:id'], policies: open },
+      { name: 'invoice', service: 's', paths: ['/orders/:id/invoice'], policies: { auth: { type: 'jwt' } } },
+      { name: 'all', service: 's', paths: ['/*'], policies: open },
+    ]);
+    const line = await raw(server.url, `GET /orders/1#/invoice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    expect(line).not.toBe('HTTP/1.1 200 OK');
+    // Flowgate's own paths stay Flowgate's, whatever follows a '#'.
+    await raw(server.url, `GET /metrics# HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    expect(upstream.seen).toEqual([]);
+  });
+
   it('does not route an absolute-form target, nor an encoded reserved path, even with a catch-all route', async () => {
     await apply([{ name: 'all', service: 's', paths: ['/*'], policies: open }]);
     expect((await api(server.url, 'GET', '/anything')).status).toBe(200);
