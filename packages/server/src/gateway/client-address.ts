@@ -3,8 +3,11 @@ import { FlowgateError } from '../errors/index.js';
 import { listsAddress } from '../kernel/index.js';
 import { ipList, PolicyOptionError } from './policies/index.js';
 
-/** Finds the client's address from the TCP peer's and the `X-Forwarded-For` it sent. */
-export type ClientAddress = (peer: string, forwardedFor: string | string[] | undefined) => string;
+/**
+ * Finds the client's address from the TCP peer's and the `X-Forwarded-For` it sent; and
+ * says whether a peer is a trusted proxy, whose `X-Forwarded-Proto` and `-Host` hold.
+ */
+export type ClientAddress = ((peer: string, forwardedFor: string | string[] | undefined) => string) & { readonly trusts: (peer: string) => boolean };
 
 /**
  * The client address behind the proxies listed in FLOWGATE_TRUSTED_PROXIES
@@ -30,7 +33,9 @@ export function clientAddressBehind(trustedProxies: string): ClientAddress | und
     if (!(err instanceof PolicyOptionError)) throw err;
     throw new FlowgateError('FLOWGATE_ERR_CONFIG_INVALID', `FLOWGATE_TRUSTED_PROXIES (gateway.trustedProxies): ${err.message}`);
   }
-  return (peer, forwardedFor) => clientAddress(trusted, peer, forwardedFor);
+  return Object.assign((peer: string, forwardedFor: string | string[] | undefined) => clientAddress(trusted, peer, forwardedFor), {
+    trusts: (peer: string) => listsAddress(trusted, peer),
+  });
 }
 
 /**

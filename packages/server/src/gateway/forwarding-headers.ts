@@ -37,6 +37,11 @@ export interface ForwardedFacts {
   readonly peer: string;
   readonly proto: 'http' | 'https';
   readonly host: string | undefined;
+  /**
+   * Whether the peer is a trusted proxy (FLOWGATE_TRUSTED_PROXIES): then the protocol and
+   * host it says the client used (`X-Forwarded-Proto`, `-Host`) are passed on, not this hop's.
+   */
+  readonly trustedPeer: boolean;
   readonly traceparent: string;
   readonly requestId: string;
 }
@@ -44,8 +49,8 @@ export interface ForwardedFacts {
 /**
  * The headers sent upstream: the caller's, minus hop-by-hop fields, minus its
  * credentials (upstream-auth decides what the upstream receives), plus `Forwarded` /
- * `X-Forwarded-*` (appended to what earlier proxies set), `traceparent` for this span and
- * `x-request-id`.
+ * `X-Forwarded-For` (appended to what earlier proxies set), `X-Forwarded-Proto` / `-Host`
+ * (a trusted proxy's, else this hop's), `traceparent` for this span and `x-request-id`.
  */
 export function upstreamHeaders(incoming: IncomingHttpHeaders, facts: ForwardedFacts): HeaderMap {
   const dropped = connectionTokens(incoming.connection);
@@ -61,8 +66,10 @@ export function upstreamHeaders(incoming: IncomingHttpHeaders, facts: ForwardedF
   out.forwarded = incoming.forwarded ? `${incoming.forwarded}, ${forwarded}` : forwarded;
   const xff = incoming['x-forwarded-for'];
   out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${facts.peer}` : facts.peer;
-  out['x-forwarded-proto'] = facts.proto;
-  if (facts.host !== undefined) out['x-forwarded-host'] = facts.host;
+  const proto = facts.trustedPeer ? incoming['x-forwarded-proto'] : undefined;
+  out['x-forwarded-proto'] = proto ?? facts.proto;
+  const host = facts.trustedPeer ? (incoming['x-forwarded-host'] ?? facts.host) : facts.host;
+  if (host !== undefined) out['x-forwarded-host'] = host;
   out.traceparent = facts.traceparent;
   out['x-request-id'] = facts.requestId;
   return out;

@@ -95,6 +95,7 @@ export async function serveRoute(
       peer,
       proto: 'encrypted' in req.socket ? 'https' : 'http',
       host: req.headers.host,
+      trustedPeer: deps.clientAddress !== undefined && deps.clientAddress.trusts(peer),
       traceparent,
       requestId,
     }),

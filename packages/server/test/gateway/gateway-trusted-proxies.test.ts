@@ -64,6 +64,17 @@ describe('the client address behind trusted proxies', () => {
       expect(upstream.seen[0]?.headers.forwarded).toBe(`for=127.0.0.1;proto=http;host="${new URL(server.url).host}"`);
     });
 
+    it('passes on the protocol and host the trusted proxy says the client used', async () => {
+      await serve(server, admin, {});
+      // A TLS-terminating load balancer in front: the client used https and the public name.
+      const res = await api(server.url, 'GET', '/p/a', { headers: { 'x-forwarded-for': '198.51.100.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example' } });
+      expect(res.status).toBe(200);
+      expect(upstream.seen[0]?.headers).toMatchObject({ 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example' });
+      // Without them, this hop's own.
+      await api(server.url, 'GET', '/p/b');
+      expect(upstream.seen[1]?.headers).toMatchObject({ 'x-forwarded-proto': 'http', 'x-forwarded-host': new URL(server.url).host });
+    });
+
     it('counts rate limits by that address', async () => {
       await serve(server, admin, { 'rate-limit': { limit: 1, windowSeconds: 3600, by: 'ip' } });
       expect((await api(server.url, 'GET', '/p/a', xff('198.51.100.1'))).status).toBe(200);
@@ -89,6 +100,12 @@ describe('the client address behind trusted proxies', () => {
       const denied = server.audit.events.filter((e) => e.action === 'gateway.denied');
       expect(denied.map((e) => e.details?.ip)).toEqual(['127.0.0.1']);
       expect(upstream.seen.map((s) => s.headers['x-forwarded-for'])).toEqual(['203.0.113.7, 127.0.0.1']);
+    });
+
+    it("replaces a caller's X-Forwarded-Proto and X-Forwarded-Host with what it used", async () => {
+      await serve(server, admin, {});
+      await api(server.url, 'GET', '/p/a', { headers: { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'spoofed.example' } });
+      expect(upstream.seen[0]?.headers).toMatchObject({ 'x-forwarded-proto': 'http', 'x-forwarded-host': new URL(server.url).host });
     });
   });
 });
