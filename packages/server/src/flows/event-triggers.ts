@@ -1,6 +1,7 @@
 import type { EventTrigger, FlowNode } from '@flowgate/contracts';
-import type { Kysely } from 'kysely';
-import type { ConsumerHandle, EventBus } from '../bus/index.js';
+import type { Kysely, Transaction } from 'kysely';
+import { formatTopicFilter, parseTopicFilter, type ConsumerHandle, type EventBus } from '../bus/index.js';
+import { FlowgateError } from '../errors/index.js';
 import type { Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
 import { eventWaitKey, type WaitForEventConfig } from './components/index.js';
@@ -40,9 +41,38 @@ export class EventTriggers implements LifecyclePart {
     this.db = store.db<FlowsTables>();
   }
 
-  async prepare(): Promise<void> {}
+  /**
+   * On `flow.starting`: a consumer group the flow names itself that another active flow of
+   * the tenant reads with another topic fails the start, naming both (the bus keeps one
+   * topic per group).
+   */
+  async prepare(flow: FlowRecord, trx: Transaction<FlowsTables>): Promise<void> {
+    const named = groupsOf(flow).filter((g) => !g.own);
+    if (named.length === 0) return;
+    const others = await trx.selectFrom('flows').selectAll().where('tenant', '=', flow.tenant).where('status', '=', 'active').where('id', '!=', flow.id).where('definition', 'like', '%"type":"event"%').execute();
+    for (const { group, topic } of named) {
+      for (const other of others.map(toRecord)) {
+        const clash = groupsOf(other).find((g) => g.group === group && g.topic !== topic);
+        if (clash) throw new FlowgateError('FLOWGATE_ERR_BUS_GROUP_CONFLICT', `The consumer group "${group}" is read by the active flow "${other.name}" with the topic "${clash.topic}", not "${topic}".`);
+      }
+    }
+  }
 
-  async activate(): Promise<void> {
+  /**
+   * On `flow.started`: only events that arrive while the flow is active trigger it. Its own
+   * groups (`flow-<id>`, its waits') move to the moment it became active (past what came
+   * while it was stopped); a group made for another topic (the flow was edited), which no
+   * active flow reads any more, is dropped, to be made anew at that moment. A group the flow
+   * names itself keeps its position: that is what naming it is for.
+   */
+  async activate(flow: FlowRecord): Promise<void> {
+    const groups = await this.bus.groups({ tenant: flow.tenant });
+    for (const { group, topic, own } of groupsOf(flow)) {
+      const existing = groups.find((g) => g.tenant === flow.tenant && g.name === group);
+      if (!existing) continue;
+      if (existing.filter !== formatTopicFilter(parseTopicFilter(topic))) await this.bus.deleteGroup({ tenant: flow.tenant, name: group });
+      else if (own) await this.bus.seek({ tenant: flow.tenant, name: group }, { kind: 'time', time: flow.statusChangedAt });
+    }
     await this.sync();
   }
 
@@ -97,23 +127,41 @@ export class EventTriggers implements LifecyclePart {
         await handle.close();
       }
     }
-    for (const [key, { flow, trigger, node }] of wanted) {
+    for (const [key, wanted1] of wanted) {
       if (this.subscriptions.has(key) || this.closed) continue;
-      let handle: ConsumerHandle;
-      if (trigger) {
-        handle = await this.bus.subscribe({ tenant: flow.tenant, group: trigger.group ?? `flow-${flow.id}`, filter: trigger.topic }, async (event) => {
-          if (!this.subscriptions.has(key)) throw new Error('the flow is no longer active');
-          await this.engine.start(flow, { input: event, trigger: 'event', idempotencyKey: `event:${event.id}`, traceparent: event.headers.traceparent });
-        });
-      } else {
-        const config = node.config as WaitForEventConfig;
-        handle = await this.bus.subscribe({ tenant: flow.tenant, group: `flow-${flow.id}-wait-${node.id}`, filter: config.topic }, async (event) => {
-          // An event no step waits for is simply passed: waits see only what comes while they wait.
-          const value = config.match ? await evaluate(config.match.event, event) : undefined;
-          await this.engine.resolveWaits(flow.tenant, eventWaitKey(flow.id, node.id, value), event);
-        });
+      try {
+        this.subscriptions.set(key, await this.subscribe(key, wanted1));
+      } catch (error) {
+        // One flow's subscription failing (its group made for another topic) must not keep
+        // the others from theirs: it is tried again at the next sync.
+        this.logger.warn({ err: error, flow: wanted1.flow.id, tenant: wanted1.flow.tenant }, 'an event trigger could not subscribe');
       }
-      this.subscriptions.set(key, handle);
     }
   }
+
+  private subscribe(key: string, { flow, trigger, node }: Wanted): Promise<ConsumerHandle> {
+    // A group made now starts when the flow became active: only what comes while it is triggers it.
+    const startAt = { kind: 'time', time: flow.statusChangedAt } as const;
+    if (trigger) {
+      return this.bus.subscribe({ tenant: flow.tenant, group: trigger.group ?? `flow-${flow.id}`, filter: trigger.topic, startAt }, async (event) => {
+        if (!this.subscriptions.has(key)) throw new Error('the flow is no longer active');
+        await this.engine.start(flow, { input: event, trigger: 'event', idempotencyKey: `event:${event.id}`, traceparent: event.headers.traceparent });
+      });
+    }
+    const config = node.config as WaitForEventConfig;
+    return this.bus.subscribe({ tenant: flow.tenant, group: `flow-${flow.id}-wait-${node.id}`, filter: config.topic, startAt }, async (event) => {
+      // An event no step waits for is simply passed: waits see only what comes while they wait.
+      const value = config.match ? await evaluate(config.match.event, event) : undefined;
+      await this.engine.resolveWaits(flow.tenant, eventWaitKey(flow.id, node.id, value), event);
+    });
+  }
+}
+
+/** The consumer groups a flow reads: its event triggers' and its `wait-for-event` nodes' (its own unless a trigger names one). */
+function groupsOf(flow: FlowRecord): Array<{ group: string; topic: string; own: boolean }> {
+  const groups = flow.definition.triggers.flatMap((trigger) => (trigger.type === 'event' ? [{ group: trigger.group ?? `flow-${flow.id}`, topic: trigger.topic, own: trigger.group === undefined }] : []));
+  for (const node of flow.definition.nodes) {
+    if (node.component === 'wait-for-event') groups.push({ group: `flow-${flow.id}-wait-${node.id}`, topic: (node.config as WaitForEventConfig).topic, own: true });
+  }
+  return groups;
 }

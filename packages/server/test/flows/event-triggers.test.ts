@@ -1,0 +1,107 @@
+/**
+ * Event triggers (issue 5): an active flow with an `event` trigger starts one execution per
+ * matching event of its tenant, and only for events that arrive while it is active. Its
+ * topic can change between runs, and a consumer group it names that another active flow
+ * reads with another topic fails its start, naming both, without stopping anyone else's
+ * triggers.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/bus.js';
+import { api } from '../support/http.js';
+import { createTenant, type TenantOwner } from '../support/iam.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+type Json = Record<string, unknown>;
+
+describe.each(['sqlite', 'postgres'] as const)('event triggers on %s', (store) => {
+  let server: TestServer;
+  let base: string;
+  let acme: TenantOwner;
+  let other: TenantOwner;
+
+  beforeAll(async () => {
+    server = await startTestServer({ store, config: { flows: { pollMs: 20 } } });
+    base = server.url;
+    acme = await createTenant(base, `events-acme-${store}`);
+    other = await createTenant(base, `events-other-${store}`);
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  const onEvent = (name: string, topic: string, group?: string) => ({
+    name,
+    triggers: [{ type: 'event', topic, ...(group ? { group } : {}) }],
+    nodes: [{ id: 'note', component: 'transform', config: { expression: '{"n": payload.n}' } }],
+    edges: [],
+  });
+  const statusOf = async (owner: TenantOwner, id: string) => (await api(base, 'GET', `/api/v1/flows/${id}`, { token: owner.token })).body as Json;
+  const start = async (owner: TenantOwner, id: string, until = 'active') => {
+    await api(base, 'POST', `/api/v1/flows/${id}/start`, { token: owner.token });
+    await waitFor(`flow ${id} to be ${until}`, async () => (await statusOf(owner, id)).status === until);
+  };
+  const stop = async (owner: TenantOwner, id: string) => {
+    await api(base, 'POST', `/api/v1/flows/${id}/stop`, { token: owner.token });
+    await waitFor(`flow ${id} to stop`, async () => (await statusOf(owner, id)).status === 'inactive');
+  };
+  const create = async (owner: TenantOwner, body: unknown): Promise<string> => {
+    const res = await api(base, 'POST', '/api/v1/flows', { token: owner.token, body });
+    if (res.status !== 201) throw new Error(`flow refused: ${res.text}`);
+    return res.body.id as string;
+  };
+  const publish = async (owner: TenantOwner, topic: string, n: number) => {
+    const res = await api(base, 'POST', `/api/v1/topics/${topic}/events`, { token: owner.token, body: { payload: { n } } });
+    if (res.status >= 300) throw new Error(`publish refused: ${res.text}`);
+  };
+  /** The `n` of each succeeded execution of the flow, sorted. */
+  const ran = async (owner: TenantOwner, flowId: string): Promise<number[]> => {
+    const items = (await api(base, 'GET', `/api/v1/executions?flow=${flowId}&limit=100`, { token: owner.token })).body.items as Json[];
+    const done = await Promise.all(items.map(async (item) => (await api(base, 'GET', `/api/v1/executions/${item.id as string}`, { token: owner.token })).body as Json));
+    return done.filter((e) => e.status === 'succeeded').map((e) => (e.output as { n: number }).n).sort((a, b) => a - b);
+  };
+
+  it('starts one execution per matching event while active, none for events from before or while stopped', async () => {
+    await publish(acme, 'orders.created', 1);
+    const flow = await create(acme, onEvent('on-orders', 'orders.*'));
+    await start(acme, flow);
+    await publish(acme, 'orders.created', 2);
+    await publish(acme, 'invoices.created', 99);
+    await waitFor('the event to run the flow', async () => (await ran(acme, flow)).length >= 1);
+
+    await stop(acme, flow);
+    await publish(acme, 'orders.created', 3);
+    await start(acme, flow);
+    await publish(acme, 'orders.created', 4);
+    await waitFor('the next event to run the flow', async () => (await ran(acme, flow)).length >= 2);
+    // A marker published after the others, on a flow of its own, proves they were all seen.
+    const marker = await create(acme, onEvent('marker', 'orders.*'));
+    await start(acme, marker);
+    await publish(acme, 'orders.created', 5);
+    await waitFor('the marker to run', async () => (await ran(acme, marker)).length === 1);
+    expect(await ran(acme, flow)).toEqual([2, 4, 5]);
+  });
+
+  it('reads its new topic after an edit, and a group another active flow reads with another topic fails only the flow that names it', async () => {
+    const flow = await create(acme, onEvent('edited', 'shipments.*'));
+    await start(acme, flow);
+    await stop(acme, flow);
+    const edited = await api(base, 'PUT', `/api/v1/flows/${flow}`, { token: acme.token, body: onEvent('edited', 'parcels.*') });
+    expect(edited.status).toBe(200);
+    await start(acme, flow);
+
+    const first = await create(acme, onEvent('reads-a', 'alpha.*', 'shared'));
+    await start(acme, first);
+    const second = await create(acme, onEvent('reads-b', 'beta.*', 'shared'));
+    await start(acme, second, 'failed');
+    expect((await statusOf(acme, second)).status_reason).toMatch(/"shared".*"reads-a".*alpha\.\*/);
+
+    // Everyone else's triggers go on: the edited flow, the group's first reader, and another tenant's flow started after.
+    const elsewhere = await create(other, onEvent('elsewhere', 'pay.*'));
+    await start(other, elsewhere);
+    await publish(acme, 'parcels.sent', 1);
+    await publish(acme, 'alpha.x', 2);
+    await publish(other, 'pay.done', 3);
+    await waitFor('every trigger to run', async () => (await ran(acme, flow)).length === 1 && (await ran(acme, first)).length === 1 && (await ran(other, elsewhere)).length === 1, 20_000);
+    expect(await ran(acme, flow)).toEqual([1]);
+  });
+});
