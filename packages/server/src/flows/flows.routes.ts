@@ -193,7 +193,7 @@ export function registerFlowRoutes(app: HttpApp, options: FlowRoutesOptions): vo
       const { execution, created } = await engine.start(flow, {
         input,
         trigger: 'manual',
-        idempotencyKey: typeof key === 'string' && key !== '' ? key.slice(0, 256) : undefined,
+        callerKey: typeof key === 'string' && key !== '' ? key.slice(0, 256) : undefined,
         traceparent: formatTraceparent(request.trace),
       });
       if (created) record(request, 'flows.execution.started', `execution:${execution.id}`, { flow: flow.id });

@@ -47,6 +47,26 @@ describe('flows: signed webhooks, the outbound guard and secrets', () => {
     return body;
   };
 
+  it("does not let a caller's idempotency key claim a cron tick, so every tick still fires", async () => {
+    const id = await activeFlow({ name: 'hook-and-clock', triggers: [{ type: 'webhook' }, { type: 'cron', expression: '* * * * * *' }], nodes: [{ id: 'a', component: 'transform', config: { expression: '$' } }] });
+    // The key the scheduler would give the tick of the cron trigger (index 1) three seconds on.
+    const tick = Math.ceil(Date.now() / 1000) * 1000 + 3000;
+    const claimed = await api(base, 'POST', `/hook/${id}`, { body: {}, headers: { 'idempotency-key': `cron:1:${tick}` } });
+    expect(claimed.status).toBe(202);
+    const viaApi = await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: acme.token, body: { input: {} }, headers: { 'idempotency-key': `cron:1:${tick + 1000}` } });
+    expect(viaApi.status).toBe(201);
+    const scheduledAt = async () => {
+      const items = (await api(base, 'GET', `/api/v1/executions?flow=${id}&limit=100`, { token: acme.token })).body.items as Array<{ id: string }>;
+      const records = await Promise.all(items.map(async (item) => (await api(base, 'GET', `/api/v1/executions/${item.id}`, { token: acme.token })).body));
+      return records.filter((r) => r.trigger === 'cron').map((r) => r.input.metadata.scheduled_at as string);
+    };
+    await waitFor('both claimed ticks to fire', async () => {
+      const fired = await scheduledAt();
+      return fired.includes(new Date(tick).toISOString()) && fired.includes(new Date(tick + 1000).toISOString());
+    });
+    await api(base, 'POST', `/api/v1/flows/${id}/stop`, { token: acme.token });
+  });
+
   it('accepts a signed webhook once and refuses its replay, a wrong signature and an old timestamp', async () => {
     const id = await activeFlow({ name: 'signed', triggers: [{ type: 'webhook', hmac: { secret: 'hook_key' } }], nodes: [{ id: 'a', component: 'transform', config: { expression: 'body' } }] });
     const body = JSON.stringify({ order: 7 });

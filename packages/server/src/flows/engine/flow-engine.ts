@@ -37,7 +37,13 @@ export interface StartRequest {
   readonly input: unknown;
   /** webhook, cron, event, manual, subflow, error. */
   readonly trigger: string;
+  /** A key of Flowgate's own (`cron:`, `event:`, `subflow:`): one execution per tick, event or step. */
   readonly idempotencyKey?: string | undefined;
+  /**
+   * A key the caller chose (an `Idempotency-Key` header). It and the flow's key expression
+   * are kept apart from Flowgate's own keys, so a caller cannot claim a cron tick or an event.
+   */
+  readonly callerKey?: string | undefined;
   readonly traceparent?: string | undefined;
   /** The execution whose `subflow` step started this one. */
   readonly parentExecutionId?: string | undefined;
@@ -47,6 +53,8 @@ export interface StartRequest {
 export type ExecutionAnswer = { readonly kind: 'responded'; readonly response: unknown } | { readonly kind: 'finished'; readonly execution: ExecutionRow } | { readonly kind: 'timeout' };
 
 const BATCH = 256;
+/** The prefix of keys from callers and key expressions: none of Flowgate's own keys has it. */
+const CALLER_KEY = 'key:';
 
 interface RunningStep {
   readonly controller: AbortController;
@@ -143,8 +151,11 @@ export class FlowEngine {
   async start(flow: FlowRecord, request: StartRequest, trx?: Transaction<FlowsTables>): Promise<{ execution: ExecutionRow; created: boolean }> {
     const definition = flow.definition;
     const traceparent = formatTraceparent(startSpan(request.traceparent));
-    let idempotencyKey = request.idempotencyKey;
-    if (idempotencyKey === undefined && definition.settings?.idempotencyKey) idempotencyKey = keyOf(await evaluate(definition.settings.idempotencyKey, request.input)) || undefined;
+    let idempotencyKey = request.idempotencyKey ?? (request.callerKey === undefined ? undefined : `${CALLER_KEY}${request.callerKey}`);
+    if (idempotencyKey === undefined && definition.settings?.idempotencyKey) {
+      const key = keyOf(await evaluate(definition.settings.idempotencyKey, request.input));
+      if (key) idempotencyKey = `${CALLER_KEY}${key}`;
+    }
     const timeoutMs = definition.settings?.timeoutMs;
     const concurrency = definition.settings?.concurrency;
     const first = firstSteps(this.graphs.of(flow.id, flow.version, definition), request.input);

@@ -92,7 +92,7 @@ async function accept(request: FastifyRequest, reply: FastifyReply, options: Web
   const keyHeader = request.headers['idempotency-key'];
   const idempotencyKey = typeof keyHeader === 'string' && keyHeader.length > 0 ? keyHeader.slice(0, 256) : undefined;
 
-  const { execution, created } = await options.engine.start(flow, { input: message, trigger: 'webhook', idempotencyKey, traceparent: formatTraceparent(request.trace) });
+  const { execution, created } = await options.engine.start(flow, { input: message, trigger: 'webhook', callerKey: idempotencyKey, traceparent: formatTraceparent(request.trace) });
   void reply.header('location', `/api/v1/executions/${execution.id}`);
   if (!created) void reply.header('idempotent-replayed', 'true');
   if (trigger.respond !== 'sync') return reply.code(202).send({ execution_id: execution.id, status: execution.status });
