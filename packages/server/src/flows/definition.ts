@@ -5,7 +5,7 @@ import { parseTopicFilter } from '../bus/index.js';
 import { shapeProblems } from '../errors/index.js';
 import type { ComponentRegistry } from './components/registry.js';
 import { cronProblem, isTimeZone } from './cron.js';
-import { expressionProblem, templateExpressions } from './expressions.js';
+import { expressionProblem, secretReferencesIn, templateExpressions } from './expressions.js';
 
 /** A problem in a definition, with its place (`nodes[1].config.url`). */
 export interface DefinitionProblem {
@@ -80,6 +80,7 @@ export function checkDefinition(input: unknown, components: ComponentRegistry): 
       if (configProblems.length === 0) for (const found of component.expressionsIn?.(node.config ?? {}) ?? []) expression(`${at}.config.${found.path}`, found.text);
     }
     for (const found of templateExpressions(node.config ?? {}, `${at}.config`)) expression(found.path, found.text);
+    problems.push(...secretsKept(node.component, node.config, `${at}.config`));
     for (const phase of ['pre', 'post'] as const) {
       const hook = node[phase];
       if (!hook) continue;
@@ -87,7 +88,7 @@ export function checkDefinition(input: unknown, components: ComponentRegistry): 
       else {
         const hookComponent = components.get(hook.component);
         if (!hookComponent) problems.push({ path: `${at}.${phase}.component`, message: `"${hook.component}" is not a known component` });
-        else problems.push(...components.checkConfig(hookComponent, hook.config ?? {}, `${at}.${phase}.config`));
+        else problems.push(...components.checkConfig(hookComponent, hook.config ?? {}, `${at}.${phase}.config`), ...secretsKept(hook.component, hook.config, `${at}.${phase}.config`));
       }
     }
   });
@@ -106,6 +107,25 @@ export function checkDefinition(input: unknown, components: ComponentRegistry): 
     if (cycle) problems.push({ path: 'edges', message: `the edges form a cycle: ${cycle.join(' → ')}` });
   }
   return problems;
+}
+
+/**
+ * Config fields of built-in components whose resolved value is stored where a secret would
+ * be kept in clear: a subflow's input becomes the child execution's input, a published
+ * event's payload, key and topic are kept in the bus log (and become the input of the
+ * executions it triggers). Other fields are resolved for the run only, and what a step
+ * gives back has every secret it used redacted.
+ */
+const STORED_CONFIG: Readonly<Record<string, readonly string[]>> = { subflow: ['input'], publish: ['payload', 'key', 'topic'] };
+
+function secretsKept(component: string, config: Record<string, unknown> | undefined, at: string): DefinitionProblem[] {
+  const fields = Object.hasOwn(STORED_CONFIG, component) ? STORED_CONFIG[component]! : [];
+  return fields.flatMap((field) =>
+    secretReferencesIn(config?.[field], `${at}.${field}`).map((path) => ({
+      path,
+      message: `may not reference a secret: its value would be stored in clear (${component === 'subflow' ? 'as the child execution\'s input' : 'in the event'}); let the flow that needs it reference the secret itself`,
+    })),
+  );
 }
 
 function findCycle(definition: FlowDefinition): string[] | undefined {

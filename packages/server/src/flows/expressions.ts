@@ -60,6 +60,15 @@ export function templateExpressions(config: unknown, path = 'config'): Array<{ p
   return found;
 }
 
+/** Where a config references a secret (`{{secrets.name}}`): the paths of the strings that do. */
+export function secretReferencesIn(config: unknown, path: string): string[] {
+  const found: string[] = [];
+  visitStrings(config, (text, at) => {
+    for (const match of text.matchAll(TEMPLATE)) if (SECRET_REFERENCE.test(match[1]!)) found.push(at);
+  }, path);
+  return [...new Set(found)];
+}
+
 /**
  * Resolves a config's templates for one run: `{{secrets.name}}` becomes the secret's value
  * (from `secret`), any other `{{expr}}` the JSONata value of `expr` over `input`. A string
