@@ -75,6 +75,21 @@ export function upstreamHeaders(incoming: IncomingHttpHeaders, facts: ForwardedF
   return out;
 }
 
+/**
+ * Adds the gateway's own answer headers (`x-request-id`, the trace, a policy's) to the
+ * upstream's, replacing same-named ones but `Vary`, which lists what a cache must key on:
+ * the upstream's stays, with the gateway's fields added.
+ */
+export function addGatewayHeaders(headers: OutgoingHttpHeaders, ours: HeaderMap): void {
+  const upstreamVary = headers.vary;
+  Object.assign(headers, ours);
+  if (upstreamVary === undefined || ours.vary === undefined) return;
+  const fields = String(upstreamVary).split(',').map((field) => field.trim()).filter((field) => field !== '');
+  const known = new Set(fields.map((field) => field.toLowerCase()));
+  for (const field of String(ours.vary).split(',').map((f) => f.trim())) if (field !== '' && !known.has(field.toLowerCase()) && !known.has('*')) fields.push(field);
+  headers.vary = fields.join(', ');
+}
+
 /** The upstream's answer headers minus hop-by-hop fields, ready for the client. */
 export function downstreamHeaders(incoming: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const dropped = connectionTokens(incoming.connection);

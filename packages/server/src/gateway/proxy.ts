@@ -8,7 +8,7 @@ import type { ClientAddress } from './client-address.js';
 import type { RouteMatch } from './compile.js';
 import { refusalOf, type DeniedAudit } from './denied-audit.js';
 import type { GatewayExchange } from './exchange.js';
-import { downstreamHeaders, downstreamHeadersFromRaw, upstreamHeaders } from './forwarding-headers.js';
+import { addGatewayHeaders, downstreamHeaders, downstreamHeadersFromRaw, upstreamHeaders } from './forwarding-headers.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
 import type { Target, Upstream } from './upstream.js';
 
@@ -199,7 +199,7 @@ class Relay implements Dispatcher.DispatchHandler {
     const headers = downstreamHeadersFromRaw(rawHeaders);
     const edits = exchange.responseHeaderEdits;
     for (let i = 0; i < edits.length; i++) edits[i]!(headers as Record<string, string>);
-    Object.assign(headers, exchange.responseHeaders);
+    addGatewayHeaders(headers, exchange.responseHeaders);
     this.res.writeHead(statusCode, headers);
     return true;
   }
@@ -267,7 +267,7 @@ function forwardUpgrade(exchange: GatewayExchange, match: RouteMatch, upstream: 
     outgoing.on('response', (answer) => {
       // The upstream declined the upgrade: relay its answer as it is.
       const relayed = downstreamHeaders(answer.headers);
-      Object.assign(relayed, exchange.responseHeaders);
+      addGatewayHeaders(relayed, exchange.responseHeaders);
       res.writeHead(answer.statusCode ?? 502, relayed);
       answer.on('error', () => res.destroy());
       answer.pipe(res).on('finish', () => resolve()).on('close', () => resolve());

@@ -190,6 +190,22 @@ describe('gateway policies', () => {
       expect(upstream.seen.map((s) => s.method)).toEqual(['GET']);
     });
 
+    it("keeps the upstream's Vary when it adds Origin to it", async () => {
+      const varied = await startUpstream();
+      varied.answer((_req, res) => res.writeHead(200, { 'content-type': 'application/json', vary: 'Accept-Encoding' }).end('{}'));
+      try {
+        const config = await api(base, 'PUT', '/api/v1/gateway/config', {
+          token: admin,
+          body: { services: [{ name: 'svc', targets: [varied.url] }], routes: [{ name: 'r', service: 'svc', paths: ['/p/*'], policies: { auth: { type: 'none' }, cors: { origins: ['https://app.example.com'] } } }] },
+        });
+        expect(config.status).toBe(200);
+        const res = await api(base, 'GET', '/p/a', { headers: { origin: 'https://app.example.com' } });
+        expect(res.headers.get('vary')).toBe('Accept-Encoding, Origin');
+      } finally {
+        await varied.close();
+      }
+    });
+
     it('refuses a preflight from another origin or for a header not allowed', async () => {
       const origin = await api(base, 'OPTIONS', '/p/a', { headers: { origin: 'https://evil.example', 'access-control-request-method': 'GET' } });
       expectProblem(origin, 403, 'FLOWGATE_ERR_GATEWAY_CORS_REFUSED');
