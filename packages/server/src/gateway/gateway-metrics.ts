@@ -62,7 +62,7 @@ export class GatewayMetrics {
     this.health.labels(service, target).set(healthy ? 1 : 0);
   }
 
-  /** Forgets the health of a service's targets when it goes away. */
+  /** Forgets the health of a service's targets when they (or it) go away. */
   forgetService(service: string, targets: readonly string[]): void {
     for (const target of targets) this.health.remove(service, target);
   }

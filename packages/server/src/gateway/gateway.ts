@@ -247,7 +247,10 @@ export class Gateway {
     this.deps.logger.info({ revision: state.revision, routes: compiled.routes.size, services: compiled.services.size }, 'gateway configuration loaded');
     for (const old of previous?.upstreams.values() ?? []) {
       if (kept.has(old)) continue;
-      if (!upstreams.has(old.name)) this.metrics.forgetService(old.name, old.service.targets);
+      // The health of targets no longer served goes (a service's other targets keep theirs).
+      const now = upstreams.get(old.name)?.service.targets ?? [];
+      const gone = old.service.targets.filter((target) => !now.includes(target));
+      if (gone.length > 0) this.metrics.forgetService(old.name, gone);
       // Requests in flight on the old pools finish; then the pools close.
       this.retired.add(old);
       void old.retire().then(() => this.retired.delete(old));

@@ -357,8 +357,10 @@ function upstreamError(err: unknown, upstream: Upstream): FlowgateError {
 function answerError(exchange: GatewayExchange, err: unknown, deps: ProxyDeps): void {
   const { res } = exchange;
   const error = err instanceof FlowgateError ? err : new FlowgateError('FLOWGATE_ERR_SERVER_INTERNAL', undefined, { cause: err });
+  // A client that left (mid-upload, say) broke the exchange itself: no upstream failed.
+  const clientLeft = !res.headersSent && (res.destroyed || exchange.req.destroyed);
   if (error.family === 'unexpected') deps.logger.error({ err, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
-  else if (error.status >= 500) deps.logger.warn({ err: error.cause ?? error, code: error.code, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
+  else if (error.status >= 500 && !clientLeft) deps.logger.warn({ err: error.cause ?? error, code: error.code, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
   if (REFUSALS.has(error.status)) deps.denials.refused(refusalOf(exchange, error));
   if (res.headersSent || res.destroyed) {
     res.destroy();

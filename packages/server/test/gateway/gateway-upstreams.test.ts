@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/bus.js';
 import { api } from '../support/http.js';
@@ -52,6 +52,39 @@ describe('gateway upstreams', () => {
     expectProblem(res, 502, 'FLOWGATE_ERR_GATEWAY_UPSTREAM_UNAVAILABLE');
     expect(res.body.detail).toContain('"dead"');
     expect(server.logs.some((line) => line.includes('gateway request failed') && line.includes(res.body.traceId as string))).toBe(true);
+  });
+
+  it('does not report a client that left mid-upload as an upstream failure', async () => {
+    await apply([{ name: 'up', targets: [upstream.url] }], [{ name: 'upload', service: 'up', paths: ['/upload'], policies: open }]);
+    const served = async () => Number(/flowgate_gateway_requests_total\{route="upload"[^}]*\} (\d+)/.exec(await (await fetch(`${base}/metrics`)).text())?.[1] ?? 0);
+    const before = await served();
+    const { port } = new URL(base);
+    const socket = connect(Number(port), '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    socket.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nabc');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    socket.destroy();
+    // Counted once it is over, after any warning it gave.
+    await waitFor('the request to be over', async () => (await served()) > before);
+    expect(server.logs.filter((line) => line.includes('gateway request failed') && line.includes('"route":"upload"'))).toEqual([]);
+  });
+
+  it("forgets the health of a service's target that a reload took out", async () => {
+    const healthy = createServer((_req, res) => res.end('ok'));
+    await new Promise<void>((resolve) => healthy.listen(0, '127.0.0.1', resolve));
+    const address = `http://127.0.0.1:${(healthy.address() as AddressInfo).port}`;
+    try {
+      const check = { path: '/health', intervalMs: 100, unhealthyThreshold: 2, healthyThreshold: 1 };
+      const gauges = async () => (await (await fetch(`${base}/metrics`)).text()).split('\n').filter((line) => line.startsWith('flowgate_gateway_upstream_healthy{service="pair"'));
+      await apply([{ name: 'pair', targets: [address, upstream.url], healthCheck: check }], [{ name: 'r', service: 'pair', paths: ['/pair'], policies: open }]);
+      await waitFor('both targets to have a health gauge', async () => (await gauges()).length === 2);
+      await apply([{ name: 'pair', targets: [address], healthCheck: check }], [{ name: 'r', service: 'pair', paths: ['/pair'], policies: open }]);
+      await waitFor('the reload to be served', async () => (await api(base, 'GET', '/pair')).status === 200 && (await gauges()).length === 1);
+      expect(await gauges()).toEqual([`flowgate_gateway_upstream_healthy{service="pair",target="${address}"} 1`]);
+    } finally {
+      healthy.closeAllConnections();
+      healthy.close();
+    }
   });
 
   it('answers 504 when the upstream does not answer within readTimeoutMs', async () => {
