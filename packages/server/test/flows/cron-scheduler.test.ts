@@ -269,6 +269,16 @@ describe.each(STORE_KINDS)('cron scheduler on %s', (kind) => {
     expect(await schedules(flow.id)).toMatchObject([{ next_due_at: T0 + 2 * MINUTE }]);
   });
 
+  it('fires, late, the ticks that fell due while it ran but was held up, instead of skipping them as missed', async () => {
+    const flow = await insertFlow([{ type: 'cron', expression: '* * * * * *', missed: 'skip' }]);
+    await start(flow);
+    // Held up for 3.5 s (a long pause of the event loop): three ticks fell due meanwhile.
+    clock.advance(3_500);
+    for (let i = 0; i < 5; i++) await scheduler.tick();
+    expect(engine.calls.map((c) => c.request.idempotencyKey)).toEqual([`cron:0:${T0 + SECOND}`, `cron:0:${T0 + 2 * SECOND}`, `cron:0:${T0 + 3 * SECOND}`]);
+    expect(await schedules(flow.id)).toMatchObject([{ next_due_at: T0 + 4 * SECOND }]);
+  });
+
   it('after downtime skips the missed ticks, or runs once for them, per flow', async () => {
     const skip = await insertFlow([{ type: 'cron', expression: '* * * * *', missed: 'skip' }]);
     const once = await insertFlow([{ type: 'cron', expression: '* * * * *', missed: 'run-once' }]);

@@ -40,6 +40,11 @@ const MIN_SLEEP_MS = 5;
 const LOOK_LIMIT = 500;
 /** Due rows fired per transaction (one commit for all of them). */
 const CHUNK = 32;
+/**
+ * How late a tick that fell due while this process ran may still fire: a held-up process
+ * catches up; one stopped longer (a suspended machine) treats its ticks as missed.
+ */
+const MAX_LATE_MS = 60_000;
 /** A row whose firing failed on its own is left alone this long by this process (less than the missed-tick tolerance, so a retried tick is still on time). */
 const FAILURE_BACKOFF_MS = 1_000;
 /** Rows kept out of claims after failing; past this, the oldest is forgotten. */
@@ -62,7 +67,9 @@ const MAX_BACKED_OFF = 100;
  * missed: `skip` moves it to the next future time without firing; `run-once` fires once
  * for the first missed time, then moves it on likewise. While this process works through
  * a backlog (more due rows than one look takes), the tolerance grows by the time spent on
- * it: ticks that fall due meanwhile are late, not missed.
+ * it: ticks that fall due meanwhile are late, not missed. So are ticks that fell due while
+ * this process ran but was held up (a long pause of its event loop, a slow store), up to
+ * {@link MAX_LATE_MS} late: Flowgate was not down, and each fires, late.
  */
 export class CronScheduler implements LifecyclePart {
   readonly name = 'scheduler';
@@ -76,6 +83,8 @@ export class CronScheduler implements LifecyclePart {
    * missed, so the tolerance grows by the time spent on it.
    */
   private drainingSince: number | undefined;
+  /** When this scheduler began: a tick due since then fell due while it ran. */
+  private readonly startedAt: number;
   private readonly delay: Histogram | undefined;
   private readonly missedTotal: Counter<'policy'> | undefined;
   /** `flowId:triggerIndex` → until when this process leaves the row alone after it failed. */
@@ -98,6 +107,7 @@ export class CronScheduler implements LifecyclePart {
     this.db = store.db<FlowsTables>();
     this.pollMs = Math.max(MIN_SLEEP_MS, options.pollMs ?? 250);
     this.toleranceMs = 1000 + this.pollMs;
+    this.startedAt = clock.now();
     if (options.registry) {
       this.delay = new Histogram({
         name: 'flowgate_flow_cron_delay_seconds',
@@ -312,11 +322,13 @@ export class CronScheduler implements LifecyclePart {
   private async fireAll(trx: Trx, rows: readonly Due[], now: number, tolerance: number): Promise<number> {
     if (rows.length === 0) return 0;
     const plans = rows.map((due) => {
-      const missed = now - due.dueAt > tolerance;
+      const late = now - due.dueAt;
+      const missed = late > tolerance && (due.dueAt < this.startedAt || late > MAX_LATE_MS);
       // On time: the firing after this one. Missed: the first one still ahead.
       return { due, missed, next: this.nextFiring(due.expression, due.timezone, missed ? now : due.dueAt) };
     });
     const advanced = await advance(trx, plans);
+    const missedRows = new Set(plans.filter((plan) => plan.missed).map((plan) => rowKey(plan.due)));
     const toFire: Due[] = [];
     let skipped = 0;
     let ranOnce = 0;
@@ -371,7 +383,7 @@ export class CronScheduler implements LifecyclePart {
       const { created } = await this.engine.start(flow, { input: message, trigger: 'cron', idempotencyKey: key }, trx);
       if (!created) continue;
       fired += 1;
-      if (now - due.dueAt <= tolerance) this.delay?.observe(Math.max(0, firedAt - due.dueAt) / 1000);
+      if (!missedRows.has(rowKey(due))) this.delay?.observe(Math.max(0, firedAt - due.dueAt) / 1000);
     }
     return fired;
   }
