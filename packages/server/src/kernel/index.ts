@@ -5,6 +5,6 @@ export { CoalescingRunner, type CoalescingRunnerOptions } from './coalescing-run
 export { type AuditEvent, type AuditRecorder, MemoryAuditRecorder } from './audit-recorder.js';
 export { SingleFlight } from './single-flight.js';
 export { runPeriodically } from './periodic.js';
-export { type Network, parseNetwork, addNetwork, listsAddress, networkList } from './networks.js';
+export { type Network, parseNetwork, addNetwork, listsAddress, networkList, clientNetwork } from './networks.js';
 export { setBounded } from './bounded-map.js';
 export { TurnBatch } from './turn-batch.js';

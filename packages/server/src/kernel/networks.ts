@@ -52,3 +52,24 @@ export function networkList(networks: readonly Network[]): BlockList {
   for (const network of networks) addNetwork(list, network);
   return list;
 }
+
+/**
+ * What a client is counted as where it could otherwise change addresses at will (a rate
+ * limit): an IPv4 address (also one mapped into IPv6), or the /64 of an IPv6 address, as
+ * `2001:db8:0:1::/64`: one subscriber usually gets a whole /64, and could take a new
+ * address from it for every request. Anything else is returned as it is.
+ */
+export function clientNetwork(address: string): string {
+  const family = isIP(address);
+  if (family !== 6) return address;
+  if (IPV4_MAPPED.test(address) && isIP(address.slice(7)) === 4) return address.slice(7);
+  const bare = address.split('%')[0]!.toLowerCase();
+  const [head = '', tail] = bare.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  // An IPv4 tail (64:ff9b::192.0.2.1) holds the last 32 bits: two groups.
+  const last = right.length > 0 ? right : left;
+  if (last.length > 0 && last[last.length - 1]!.includes('.')) last.splice(last.length - 1, 1, '0', '0');
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((group) => Number.parseInt(group, 16).toString(16)).join(':')}::/64`;
+}

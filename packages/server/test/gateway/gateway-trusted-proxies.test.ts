@@ -81,6 +81,13 @@ describe('the client address behind trusted proxies', () => {
       expectProblem(await api(server.url, 'GET', '/p/a', xff('198.51.100.1')), 429, 'FLOWGATE_ERR_GATEWAY_RATE_LIMITED');
       expect((await api(server.url, 'GET', '/p/a', xff('198.51.100.2'))).status).toBe(200);
     });
+
+    it('counts an IPv6 client by its /64, so it cannot take a fresh address for each request', async () => {
+      await serve(server, admin, { 'rate-limit': { limit: 1, windowSeconds: 3600, by: 'ip' } });
+      expect((await api(server.url, 'GET', '/p/a', xff('2001:db8:0:1::1'))).status).toBe(200);
+      expectProblem(await api(server.url, 'GET', '/p/a', xff('2001:db8:0:1::2')), 429, 'FLOWGATE_ERR_GATEWAY_RATE_LIMITED');
+      expect((await api(server.url, 'GET', '/p/a', xff('2001:db8:0:2::1'))).status).toBe(200);
+    });
   });
 
   describe('with no trusted proxy (the default)', () => {

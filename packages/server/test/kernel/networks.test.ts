@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { ipList } from '../../src/gateway/policies/index.js';
-import { networkList, listsAddress, parseNetwork } from '../../src/kernel/index.js';
+import { clientNetwork, networkList, listsAddress, parseNetwork } from '../../src/kernel/index.js';
 import { AddressPolicy } from '../../src/outbound/index.js';
 
 const notNetworks = ['10.0.0.0/0x8', '10.0.0.0/ 8', '10.0.0.0/8.0', '10.0.0.0/1e1', '10.0.0.0/', '10.0.0.0/33', 'fd00::/129', '10.0.0.0/-1', '10.0.0.0/8/8', '300.1.1.1', 'proxy.internal', ''];
@@ -46,5 +46,19 @@ describe('listsAddress', () => {
   it('lists nothing that is not an address', () => {
     expect(listsAddress(list, '')).toBe(false);
     expect(listsAddress(list, 'localhost')).toBe(false);
+  });
+});
+
+describe('clientNetwork', () => {
+  it('counts an IPv6 client by its /64, whatever the spelling, and an IPv4 one by its address', () => {
+    expect(clientNetwork('2001:db8:0:1::17')).toBe('2001:db8:0:1::/64');
+    expect(clientNetwork('2001:0DB8:0000:0001:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:0:1::/64');
+    expect(clientNetwork('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(clientNetwork('::1')).toBe('0:0:0:0::/64');
+    expect(clientNetwork('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(clientNetwork('64:ff9b:1:2:3:4:192.0.2.1')).toBe('64:ff9b:1:2::/64');
+    expect(clientNetwork('192.0.2.7')).toBe('192.0.2.7');
+    expect(clientNetwork('::ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(clientNetwork('not an address')).toBe('not an address');
   });
 });

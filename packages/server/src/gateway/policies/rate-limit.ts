@@ -1,5 +1,6 @@
 import type { RateLimitPolicy } from '@flowgate/contracts';
 import { FlowgateError } from '../../errors/index.js';
+import { clientNetwork } from '../../kernel/index.js';
 import type { GatewayExchange } from '../exchange.js';
 import type { RateDecision, RateLimit } from '../rate-limit/index.js';
 import type { PolicyFactory } from './policy.js';
@@ -36,7 +37,8 @@ export const rateLimitPolicy: PolicyFactory<RateLimitPolicy> = {
     };
     return (exchange) => {
       const principal = exchange.principal;
-      const consumer = !byIp && principal ? `sub:${principal.tenant}/${principal.sub}` : `ip:${exchange.clientIp}`;
+      // Anonymous callers by address: an IPv6 one by its /64, which it could otherwise roam.
+      const consumer = !byIp && principal ? `sub:${principal.tenant}/${principal.sub}` : `ip:${clientNetwork(exchange.clientIp)}`;
       const decision = deps.rateLimits.take(prefix + consumer, limit);
       if (decision instanceof Promise) return decision.then((d) => apply(exchange, d));
       apply(exchange, decision);
