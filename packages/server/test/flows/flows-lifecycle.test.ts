@@ -163,8 +163,14 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     expect(second.status).toBe(202);
     expect(second.body.execution_id).toBe(first.body.execution_id);
     expect(second.headers.get('idempotent-replayed')).toBe('true');
+    // The longest key taken (256 characters; longer ones are cut to it) works alike.
+    const long = 'k'.repeat(300);
+    const third = await api(base, 'POST', `/hook/${id}`, { body: { name: 'C' }, headers: { 'idempotency-key': long } });
+    const fourth = await api(base, 'POST', `/hook/${id}`, { body: { name: 'D' }, headers: { 'idempotency-key': long } });
+    expect(third.status).toBe(202);
+    expect(fourth.body.execution_id).toBe(third.body.execution_id);
     const list = await api(base, 'GET', `/api/v1/executions?flow=${id}`, { token: acme.token });
-    expect(list.body.items).toHaveLength(1);
+    expect(list.body.items).toHaveLength(2);
   });
 
   it("hides one tenant's flows and executions from another", async () => {

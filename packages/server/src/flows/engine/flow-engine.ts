@@ -151,10 +151,10 @@ export class FlowEngine {
   async start(flow: FlowRecord, request: StartRequest, trx?: Transaction<FlowsTables>): Promise<{ execution: ExecutionRow; created: boolean }> {
     const definition = flow.definition;
     const traceparent = formatTraceparent(startSpan(request.traceparent));
-    let idempotencyKey = request.idempotencyKey ?? (request.callerKey === undefined ? undefined : `${CALLER_KEY}${request.callerKey}`);
+    let idempotencyKey = request.idempotencyKey ?? (request.callerKey === undefined ? undefined : callerKey(request.callerKey));
     if (idempotencyKey === undefined && definition.settings?.idempotencyKey) {
       const key = keyOf(await evaluate(definition.settings.idempotencyKey, request.input));
-      if (key) idempotencyKey = `${CALLER_KEY}${key}`;
+      if (key) idempotencyKey = callerKey(key);
     }
     const timeoutMs = definition.settings?.timeoutMs;
     const concurrency = definition.settings?.concurrency;
@@ -399,6 +399,11 @@ export class FlowEngine {
 }
 
 /** An expression's value as a key: a string as it is, anything else as JSON; '' for nothing. */
+/** A caller's key as stored: prefixed, and cut to the column's 256 characters. */
+function callerKey(key: string): string {
+  return `${CALLER_KEY}${key}`.slice(0, 256);
+}
+
 function keyOf(value: unknown): string {
   if (value === undefined || value === null) return '';
   return (typeof value === 'string' ? value : JSON.stringify(value)).slice(0, 256);
