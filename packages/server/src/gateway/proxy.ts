@@ -358,7 +358,8 @@ function answerError(exchange: GatewayExchange, err: unknown, deps: ProxyDeps): 
   const { res } = exchange;
   const error = err instanceof FlowgateError ? err : new FlowgateError('FLOWGATE_ERR_SERVER_INTERNAL', undefined, { cause: err });
   // A client that left (mid-upload, say) broke the exchange itself: no upstream failed.
-  const clientLeft = !res.headersSent && (res.destroyed || exchange.req.destroyed);
+  // (Node destroys a request once its body is read: only an unfinished one tells.)
+  const clientLeft = !res.headersSent && (res.destroyed || (exchange.req.destroyed && !exchange.req.complete));
   if (error.family === 'unexpected') deps.logger.error({ err, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
   else if (error.status >= 500 && !clientLeft) deps.logger.warn({ err: error.cause ?? error, code: error.code, traceId: exchange.trace.traceId, route: exchange.route.name }, 'gateway request failed');
   if (REFUSALS.has(error.status)) deps.denials.refused(refusalOf(exchange, error));

@@ -93,6 +93,11 @@ describe('gateway upstreams', () => {
     try {
       await apply([{ name: 'slow', targets: [`http://127.0.0.1:${(slow.address() as AddressInfo).port}`], readTimeoutMs: 200 }], [{ name: 'r', service: 'slow', paths: ['/slow'], policies: open }]);
       expectProblem(await api(base, 'GET', '/slow'), 504, 'FLOWGATE_ERR_GATEWAY_UPSTREAM_TIMEOUT');
+      // Logged as an upstream failure, also for a request with a body (which Node marks
+      // destroyed once it is read, though its client is still there).
+      const posted = await api(base, 'POST', '/slow', { body: { order: 1 } });
+      expectProblem(posted, 504, 'FLOWGATE_ERR_GATEWAY_UPSTREAM_TIMEOUT');
+      expect(server.logs.some((line) => line.includes('gateway request failed') && line.includes(posted.body.traceId as string))).toBe(true);
     } finally {
       slow.closeAllConnections();
       slow.close();
