@@ -152,21 +152,29 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect(await executionsOf(errors)).toHaveLength(1);
   });
 
-  it('gives a re-run the whole flow timeout again, however long after the first run', async () => {
-    // The first call is refused (a 4xx is not retried); the re-run's call takes 1.2 s.
+  it('gives each re-run the flow timeout again, counted from that re-run', async () => {
+    // The first two calls are refused (a 4xx is not retried), the second after 1.2 s; the
+    // third takes 3 s, past the flow's 2 s timeout.
     let calls = 0;
     upstream.answer((_req, res) => {
       calls += 1;
-      if (calls === 1) res.writeHead(409, { 'content-type': 'application/json' }).end('{}');
-      else setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"booked": true}'), 1200);
+      const refuse = () => res.writeHead(409, { 'content-type': 'application/json' }).end('{}');
+      if (calls === 1) refuse();
+      else if (calls === 2) setTimeout(refuse, 1200);
+      else setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"booked": true}'), 3000);
     });
     const flow = await create(manual('timed-booking', [{ id: 'book', component: 'http', config: { method: 'POST', url: `${upstream.url}/book` } }], { settings: { timeoutMs: 2000 } }));
     const id = await run(flow, {});
     expect(await finished(id)).toMatchObject({ status: 'failed', error: { node: 'book' } });
-    // Past the first run's deadline (the engine checks deadlines every second).
+    // Past the first run's deadline (the engine checks deadlines every second): the re-run
+    // still runs its step to its end, which fails on its own.
     await new Promise((resolve) => setTimeout(resolve, 2100));
     expect((await api(base, 'POST', `/api/v1/executions/${id}/rerun`, { token: acme.token })).status).toBe(200);
-    expect(await finished(id)).toMatchObject({ status: 'succeeded', output: { body: { booked: true } } });
+    expect(await finished(id)).toMatchObject({ status: 'failed', error: { node: 'book', message: expect.stringMatching(/409/) } });
+    // The second re-run has 2 s again, not more: its 3 s call is cut off by the timeout.
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    expect((await api(base, 'POST', `/api/v1/executions/${id}/rerun`, { token: acme.token })).status).toBe(200);
+    expect(await finished(id)).toMatchObject({ status: 'failed', error: { code: 'FLOW_TIMEOUT' } });
   });
 
   it("reports a failed subflow once, through its parent's error flow", async () => {

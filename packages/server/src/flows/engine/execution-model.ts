@@ -45,7 +45,7 @@ export interface CreatedExecution {
  */
 export type FinishHook = (trx: Trx, execution: ExecutionRow) => Promise<void>;
 
-/** A flow's concurrency limit for an execution with a concurrency key; undefined when it has none. */
+/** A number the flow version of an execution sets (its concurrency limit, its timeout); undefined when it sets none. */
 export type LimitLookup = (trx: Trx, execution: ExecutionRow) => Promise<number | undefined>;
 
 /** The result a wait key already has (a subflow that ended before its parent began waiting), if any. */

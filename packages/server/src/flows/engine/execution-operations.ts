@@ -66,7 +66,9 @@ export class ExecutionOperations {
     // A re-run takes a concurrency slot like a start: over the limit it is queued, its steps held.
     const queued = open !== undefined && before.concurrency_key !== null && (await this.overLimit(trx, before));
     // The flow timeout counts from the re-run: the first run's deadline may be long past.
-    const deadline = before.deadline_at === null ? null : now + (Number(before.deadline_at) - Number(before.created_at));
+    // (The span of the first run's deadline stands in for it where no engine tells it.)
+    const timeoutMs = before.deadline_at === null ? undefined : ((await this.executions.timeoutOf?.(trx, before)) ?? Number(before.deadline_at) - Number(before.created_at));
+    const deadline = timeoutMs === undefined ? null : now + timeoutMs;
     await trx
       .updateTable('flow_executions')
       .set({ status: queued ? 'queued' : 'running', error: null, finished_at: null, updated_at: now, deadline_at: deadline })

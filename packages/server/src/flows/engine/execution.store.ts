@@ -50,6 +50,8 @@ export class ExecutionStore {
   probeWait: WaitProbe | undefined;
   /** Set by the engine: the concurrency limit a re-run is held to. */
   limitOf: LimitLookup | undefined;
+  /** Set by the engine: the flow timeout a re-run gets again. */
+  timeoutOf: LimitLookup | undefined;
 
   constructor(
     private readonly store: Store,

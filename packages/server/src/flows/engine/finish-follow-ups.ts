@@ -43,6 +43,9 @@ export class FinishFollowUps {
     return (await this.options.definitionOf(trx, execution)).settings?.concurrency?.limit;
   };
 
+  /** The flow timeout of the flow version an execution runs, if it has one. */
+  readonly timeoutOf = async (trx: Trx, execution: ExecutionRow): Promise<number | undefined> => (await this.options.definitionOf(trx, execution)).settings?.timeoutMs;
+
   /** A subflow that ended before its parent's step began waiting on it resolves the wait at once. */
   readonly probe = async (trx: Trx, tenant: string, key: string): Promise<WaitState['result'] | undefined> => {
     if (!key.startsWith(EXECUTION_KEY)) return undefined;

@@ -111,6 +111,7 @@ export class FlowEngine {
     options.executions.onFinish = followUps.run;
     options.executions.probeWait = followUps.probe;
     options.executions.limitOf = followUps.limitOf;
+    options.executions.timeoutOf = followUps.timeoutOf;
     this.operations = new ExecutionOperations(options.executions, options.clock);
   }
 
