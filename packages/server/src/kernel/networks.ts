@@ -55,21 +55,32 @@ export function networkList(networks: readonly Network[]): BlockList {
 
 /**
  * What a client is counted as where it could otherwise change addresses at will (a rate
- * limit): an IPv4 address (also one mapped into IPv6), or the /64 of an IPv6 address, as
- * `2001:db8:0:1::/64`: one subscriber usually gets a whole /64, and could take a new
- * address from it for every request. Anything else is returned as it is.
+ * limit): an IPv4 address (also one mapped into IPv6, in any spelling), or the /64 of an
+ * IPv6 address, as `2001:db8:0:1::/64`: one subscriber usually gets a whole /64, and
+ * could take a new address from it for every request. Anything else is returned as it is.
  */
 export function clientNetwork(address: string): string {
   const family = isIP(address);
   if (family !== 6) return address;
-  if (IPV4_MAPPED.test(address) && isIP(address.slice(7)) === 4) return address.slice(7);
-  const bare = address.split('%')[0]!.toLowerCase();
-  const [head = '', tail] = bare.split('::');
-  const left = head === '' ? [] : head.split(':');
-  const right = tail === undefined || tail === '' ? [] : tail.split(':');
-  // An IPv4 tail (64:ff9b::192.0.2.1) holds the last 32 bits: two groups.
-  const last = right.length > 0 ? right : left;
-  if (last.length > 0 && last[last.length - 1]!.includes('.')) last.splice(last.length - 1, 1, '0', '0');
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  return `${groups.slice(0, 4).map((group) => Number.parseInt(group, 16).toString(16)).join(':')}::/64`;
+  const groups = ipv6Groups(address.split('%')[0]!);
+  // ::ffff:a.b.c.d, in any spelling: the IPv4 address it carries.
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) return `${groups[6]! >> 8}.${groups[6]! & 255}.${groups[7]! >> 8}.${groups[7]! & 255}`;
+  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (an IPv4 tail gives the last two). */
+function ipv6Groups(address: string): number[] {
+  const parts = (text: string): number[] =>
+    text === ''
+      ? []
+      : text.split(':').flatMap((part) => {
+          if (!part.includes('.')) return [Number.parseInt(part, 16)];
+          const [a = 0, b = 0, c = 0, d = 0] = part.split('.').map(Number);
+          return [(a << 8) | b, (c << 8) | d];
+        });
+  const [head = '', tail] = address.split('::');
+  const left = parts(head);
+  if (tail === undefined) return left;
+  const right = parts(tail);
+  return [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
 }

@@ -59,6 +59,9 @@ describe('clientNetwork', () => {
     expect(clientNetwork('64:ff9b:1:2:3:4:192.0.2.1')).toBe('64:ff9b:1:2::/64');
     expect(clientNetwork('192.0.2.7')).toBe('192.0.2.7');
     expect(clientNetwork('::ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(clientNetwork('0:0:0:0:0:ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(clientNetwork('::ffff:c000:207')).toBe('192.0.2.7');
+    expect(clientNetwork('::FFFF:C000:0207')).toBe('192.0.2.7');
     expect(clientNetwork('not an address')).toBe('not an address');
   });
 });
