@@ -12,7 +12,7 @@ import type { FlowsTables } from './flows.tables.js';
 import type { LifecyclePart } from './lifecycle.js';
 
 /** One subscription this part keeps: an event trigger, or a `wait-for-event` node's. */
-type Wanted = { flow: FlowRecord; trigger: EventTrigger; node?: never } | { flow: FlowRecord; node: FlowNode; trigger?: never };
+type Wanted = { flow: FlowRecord; trigger: EventTrigger; group: string; node?: never } | { flow: FlowRecord; node: FlowNode; trigger?: never; group?: never };
 
 /**
  * Event triggers: each active flow with an `event` trigger has a consumer group on its
@@ -115,7 +115,7 @@ export class EventTriggers implements LifecyclePart {
     const wanted = new Map<string, Wanted>();
     for (const flow of rows.map(toRecord)) {
       flow.definition.triggers.forEach((trigger, index) => {
-        if (trigger.type === 'event') wanted.set(`${flow.id}:${flow.generation}:${index}`, { flow, trigger });
+        if (trigger.type === 'event') wanted.set(`${flow.id}:${flow.generation}:${index}`, { flow, trigger, group: triggerGroup(flow, trigger, index) });
       });
       for (const node of flow.definition.nodes) {
         if (node.component === 'wait-for-event') wanted.set(`${flow.id}:${flow.generation}:wait:${node.id}`, { flow, node });
@@ -139,11 +139,11 @@ export class EventTriggers implements LifecyclePart {
     }
   }
 
-  private subscribe(key: string, { flow, trigger, node }: Wanted): Promise<ConsumerHandle> {
+  private subscribe(key: string, { flow, trigger, group, node }: Wanted): Promise<ConsumerHandle> {
     // A group made now starts when the flow became active: only what comes while it is triggers it.
     const startAt = { kind: 'time', time: flow.statusChangedAt } as const;
     if (trigger) {
-      return this.bus.subscribe({ tenant: flow.tenant, group: trigger.group ?? `flow-${flow.id}`, filter: trigger.topic, startAt }, async (event) => {
+      return this.bus.subscribe({ tenant: flow.tenant, group, filter: trigger.topic, startAt }, async (event) => {
         if (!this.subscriptions.has(key)) throw new Error('the flow is no longer active');
         await this.engine.start(flow, { input: event, trigger: 'event', idempotencyKey: `event:${event.id}`, traceparent: event.headers.traceparent });
       });
@@ -159,9 +159,19 @@ export class EventTriggers implements LifecyclePart {
 
 /** The consumer groups a flow reads: its event triggers' and its `wait-for-event` nodes' (its own unless a trigger names one). */
 function groupsOf(flow: FlowRecord): Array<{ group: string; topic: string; own: boolean }> {
-  const groups = flow.definition.triggers.flatMap((trigger) => (trigger.type === 'event' ? [{ group: trigger.group ?? `flow-${flow.id}`, topic: trigger.topic, own: trigger.group === undefined }] : []));
+  const groups = flow.definition.triggers.flatMap((trigger, index) => (trigger.type === 'event' ? [{ group: triggerGroup(flow, trigger, index), topic: trigger.topic, own: trigger.group === undefined }] : []));
   for (const node of flow.definition.nodes) {
     if (node.component === 'wait-for-event') groups.push({ group: `flow-${flow.id}-wait-${node.id}`, topic: (node.config as WaitForEventConfig).topic, own: true });
   }
   return groups;
+}
+
+/**
+ * The consumer group of a flow's event trigger: the one it names, else `flow-<id>` for the
+ * flow's first event trigger and `flow-<id>-<index>` for any other (each topic its own group).
+ */
+function triggerGroup(flow: FlowRecord, trigger: EventTrigger, index: number): string {
+  if (trigger.group !== undefined) return trigger.group;
+  const first = flow.definition.triggers.findIndex((t) => t.type === 'event');
+  return index === first ? `flow-${flow.id}` : `flow-${flow.id}-${index}`;
 }

@@ -1,7 +1,7 @@
 /**
  * Event triggers (issue 5): an active flow with an `event` trigger starts one execution per
- * matching event of its tenant, and only for events that arrive while it is active. Its
- * topic can change between runs, and a consumer group it names that another active flow
+ * matching event of its tenant, and only for events that arrive while it is active, each
+ * of its triggers on its own topic. Its topic can change between runs, and a consumer group it names that another active flow
  * reads with another topic fails its start, naming both, without stopping anyone else's
  * triggers.
  */
@@ -79,6 +79,21 @@ describe.each(['sqlite', 'postgres'] as const)('event triggers on %s', (store) =
     await publish(acme, 'orders.created', 5);
     await waitFor('the marker to run', async () => (await ran(acme, marker)).length === 1);
     expect(await ran(acme, flow)).toEqual([2, 4, 5]);
+  });
+
+  it('runs for each of its event triggers, each on its own topic', async () => {
+    const flow = await create(acme, {
+      ...onEvent('two-topics', 'red.*'),
+      triggers: [
+        { type: 'event', topic: 'red.*' },
+        { type: 'event', topic: 'blue.*' },
+      ],
+    });
+    await start(acme, flow);
+    await publish(acme, 'red.one', 1);
+    await publish(acme, 'blue.one', 2);
+    await waitFor('both triggers to run the flow', async () => (await ran(acme, flow)).length === 2);
+    expect(await ran(acme, flow)).toEqual([1, 2]);
   });
 
   it('reads its new topic after an edit, and a group another active flow reads with another topic fails only the flow that names it', async () => {
