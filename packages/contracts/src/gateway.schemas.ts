@@ -207,6 +207,13 @@ export const GatewayRouteSchema = Type.Object(
         description: 'Removes the given prefix (or, with true, the part of the path before the first parameter) before forwarding',
       }),
     ),
+    allowInPaths: Type.Optional(
+      Type.Array(Type.Union([Type.Literal('encoded-slashes'), Type.Literal('empty-segments'), Type.Literal('parameters')]), {
+        uniqueItems: true,
+        description:
+          "Path spellings refused by default (400) because an upstream could read them as another route's path, allowed on this route: `%2F`, `%5C` and `\\` (APIs such as GitLab's and RabbitMQ's put encoded slashes in names), `//`, and `;parameters`. `.` and `..` segments are always refused.",
+      }),
+    ),
     policies: Type.Optional(PoliciesSchema),
   },
   { additionalProperties: false },

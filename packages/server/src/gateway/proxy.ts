@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici';
+import type { GatewayRoute } from '@flowgate/contracts';
 import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -23,7 +24,7 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNR
  * into a separator by some). Each could take a request routed by a broad open route to
  * what a narrower protected route guards.
  */
-export function pathAmbiguity(path: string): string | undefined {
+export function pathAmbiguity(path: string, allowed: GatewayRoute['allowInPaths'] = NONE_ALLOWED): string | undefined {
   // Every spelling needs one of these characters: most paths are done here.
   if (!/[.%;\\]|\/\//.test(path)) return undefined;
   const normal = path.replace(/%2e/gi, '.').replace(/%2f|%5c|\\/gi, '/');
@@ -32,11 +33,12 @@ export function pathAmbiguity(path: string): string | undefined {
     return name === '.' || name === '..';
   });
   if (dotted) return 'The path may not contain . or .. segments.';
-  if (path.includes('//')) return 'The path may not contain an empty segment (//).';
-  if (path.includes(';')) return 'The path may not contain ;parameters.';
-  if (normal !== path.replace(/%2e/gi, '.')) return 'The path may not contain an encoded slash or a backslash.';
+  if (path.includes('//') && !allowed.includes('empty-segments')) return 'The path may not contain an empty segment (//).';
+  if (path.includes(';') && !allowed.includes('parameters')) return 'The path may not contain ;parameters.';
+  if (normal !== path.replace(/%2e/gi, '.') && !allowed.includes('encoded-slashes')) return 'The path may not contain an encoded slash or a backslash.';
   return undefined;
 }
+const NONE_ALLOWED: NonNullable<GatewayRoute['allowInPaths']> = [];
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const REFUSALS = new Set([401, 403, 429]);
 
@@ -105,7 +107,7 @@ export async function serveRoute(
   };
 
   try {
-    const ambiguity = pathAmbiguity(path);
+    const ambiguity = pathAmbiguity(path, route.spec.allowInPaths);
     // An upstream could resolve such a path past the route's prefix: it is never forwarded.
     if (ambiguity !== undefined) throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', ambiguity);
     for (const step of route.steps) {

@@ -81,6 +81,23 @@ describe('gateway hardening', () => {
     },
   );
 
+  it('forwards, on a route that allows them, encoded slashes (as APIs naming things a%2Fb need), empty segments or ;parameters, each alone', async () => {
+    await apply([
+      { name: 'projects', service: 's', paths: ['/projects/*'], allowInPaths: ['encoded-slashes'], policies: open },
+      { name: 'legacy', service: 's', paths: ['/legacy/*'], allowInPaths: ['parameters', 'empty-segments'], policies: open },
+    ]);
+    const send = (path: string) => raw(server.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    expect(await send('/projects/grp%2Fproj/issues')).toBe('HTTP/1.1 200 OK');
+    expect(await send('/legacy/cart;jsessionid=abc')).toBe('HTTP/1.1 200 OK');
+    expect(await send('/legacy//x')).toBe('HTTP/1.1 200 OK');
+    expect(upstream.seen.map((seen) => seen.url)).toEqual(['/projects/grp%2Fproj/issues', '/legacy/cart;jsessionid=abc', '/legacy//x']);
+    // Only what each allows: and never a dot segment.
+    expect(await send('/projects/a;b')).toBe('HTTP/1.1 400 Bad Request');
+    expect(await send('/legacy/a%2Fb')).toBe('HTTP/1.1 400 Bad Request');
+    expect(await send('/projects/a%2F..%2Fadmin')).toBe('HTTP/1.1 400 Bad Request');
+    expect(upstream.seen).toHaveLength(3);
+  });
+
   it('does not route a request target with a fragment, which the router and the upstream would read apart', async () => {
     await apply([
       { name: 'order', service: 's', paths: ['/orders/:id'], policies: open },
