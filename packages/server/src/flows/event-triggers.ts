@@ -11,6 +11,11 @@ import { toRecord, type FlowRecord } from './flow.repository.js';
 import type { FlowsTables } from './flows.tables.js';
 import type { LifecyclePart } from './lifecycle.js';
 
+/** The lifecycle ack that says a flow's own groups were made ready for its current start. */
+const READY = 'events:ready';
+/** How long other processes wait for the process that took `flow.started` to make a flow ready. */
+const READY_GRACE_MS = 10_000;
+
 /** One subscription this part keeps: an event trigger, or a `wait-for-event` node's. */
 type Wanted = { flow: FlowRecord; trigger: EventTrigger; group: string; node?: never } | { flow: FlowRecord; node: FlowNode; trigger?: never; group?: never };
 
@@ -59,13 +64,24 @@ export class EventTriggers implements LifecyclePart {
   }
 
   /**
-   * On `flow.started`: only events that arrive while the flow is active trigger it. Its own
-   * groups (`flow-<id>`, its waits') move to the moment it became active (past what came
-   * while it was stopped); a group made for another topic (the flow was edited), which no
-   * active flow reads any more, is dropped, to be made anew at that moment. A group the flow
-   * names itself keeps its position: that is what naming it is for.
+   * On `flow.started` (on the one process that takes that event): makes the flow's groups
+   * ready ({@link resetGroups}), then subscribes.
    */
   async activate(flow: FlowRecord): Promise<void> {
+    await this.resetGroups(flow);
+    await this.sync();
+  }
+
+  /**
+   * Only events that arrive while the flow is active trigger it. Its own groups
+   * (`flow-<id>`, its waits') move to the moment it became active (past what came while
+   * it was stopped); a group made for another topic (the flow was edited), which no active
+   * flow reads any more, is dropped, to be made anew at that moment. A group the flow names
+   * itself keeps its position: that is what naming it is for. Then the flow is marked
+   * ready for this start (`events:ready`): no process subscribes to its own groups before,
+   * so none reads them from where they stood while it was stopped.
+   */
+  private async resetGroups(flow: FlowRecord): Promise<void> {
     const groups = await this.bus.groups({ tenant: flow.tenant });
     for (const { group, topic, own } of groupsOf(flow)) {
       const existing = groups.find((g) => g.tenant === flow.tenant && g.name === group);
@@ -73,7 +89,11 @@ export class EventTriggers implements LifecyclePart {
       if (existing.filter !== formatTopicFilter(parseTopicFilter(topic))) await this.bus.deleteGroup({ tenant: flow.tenant, name: group });
       else if (own) await this.bus.seek({ tenant: flow.tenant, name: group }, { kind: 'time', time: flow.statusChangedAt });
     }
-    await this.sync();
+    await this.db
+      .insertInto('flow_lifecycle_acks')
+      .values({ flow_id: flow.id, generation: flow.generation, part: READY, created_at: Date.now() })
+      .onConflict((oc) => oc.doNothing())
+      .execute();
   }
 
   release(): Promise<void> {
@@ -112,8 +132,11 @@ export class EventTriggers implements LifecyclePart {
       .where('status', '=', 'active')
       .where((eb) => eb.or([eb('definition', 'like', '%"type":"event"%'), eb('definition', 'like', '%"component":"wait-for-event"%')]))
       .execute();
+    const flows = rows.map(toRecord);
+    const ready = await this.readyFlows(flows);
     const wanted = new Map<string, Wanted>();
-    for (const flow of rows.map(toRecord)) {
+    for (const flow of flows) {
+      if (!ready.has(flow.id)) continue;
       flow.definition.triggers.forEach((trigger, index) => {
         if (trigger.type === 'event') wanted.set(`${flow.id}:${flow.generation}:${index}`, { flow, trigger, group: triggerGroup(flow, trigger, index) });
       });
@@ -137,6 +160,27 @@ export class EventTriggers implements LifecyclePart {
         this.logger.warn({ err: error, flow: wanted1.flow.id, tenant: wanted1.flow.tenant }, 'an event trigger could not subscribe');
       }
     }
+  }
+
+  /**
+   * The flows whose groups may be read: those without groups of their own, and those made
+   * ready for their current start. One that the process taking `flow.started` left unready
+   * (it stopped first) is made ready here once it has been active for a while.
+   */
+  private async readyFlows(flows: readonly FlowRecord[]): Promise<Set<string>> {
+    const owning = flows.filter((flow) => groupsOf(flow).some((g) => g.own));
+    const ready = new Set(flows.filter((flow) => !owning.includes(flow)).map((flow) => flow.id));
+    if (owning.length === 0) return ready;
+    const acks = await this.db.selectFrom('flow_lifecycle_acks').select(['flow_id', 'generation']).where('part', '=', READY).where('flow_id', 'in', owning.map((f) => f.id)).execute();
+    const acked = new Set(acks.map((ack) => `${ack.flow_id} ${Number(ack.generation)}`));
+    for (const flow of owning) {
+      if (acked.has(`${flow.id} ${flow.generation}`)) ready.add(flow.id);
+      else if (Date.now() - flow.statusChangedAt > READY_GRACE_MS) {
+        await this.resetGroups(flow);
+        ready.add(flow.id);
+      }
+    }
+    return ready;
   }
 
   private subscribe(key: string, { flow, trigger, group, node }: Wanted): Promise<ConsumerHandle> {
