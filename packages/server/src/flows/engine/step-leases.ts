@@ -97,27 +97,37 @@ export class StepLeases {
 
   /**
    * Gives the steps of a process that stopped renewing (a crash) back to the ready queue
-   * (held, when their execution is paused).
+   * (held, when their execution is paused). On PostgreSQL their executions' rows are
+   * locked first, in id order as a recording of outcomes locks them, so the two cannot
+   * deadlock, and the paused check reads what a pause committed.
    */
   async recoverExpiredLeases(): Promise<number> {
     const now = this.clock.now();
-    const result = await this.db
-      .updateTable('flow_steps')
-      .set({ status: unlessPaused(this.store.dialect, 'ready'), lease_owner: null, lease_until: null, due_at: now })
-      .where('status', '=', 'running')
-      .where('lease_until', '<', now)
-      .where('output', 'is', null)
-      .where('wait_state', 'is', null)
-      .executeTakeFirst();
-    // A woken sleeper keeps its output (a woken waiter its wait) and goes back to waiting, so
-    // it wakes again rather than running its component again.
-    const woken = await this.db
-      .updateTable('flow_steps')
-      .set({ status: unlessPaused(this.store.dialect, 'waiting'), lease_owner: null, lease_until: null, due_at: now })
-      .where('status', '=', 'running')
-      .where('lease_until', '<', now)
-      .where((eb) => eb.or([eb('output', 'is not', null), eb('wait_state', 'is not', null)]))
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) + Number(woken.numUpdatedRows);
+    const lapsed = this.db.selectFrom('flow_steps').where('status', '=', 'running').where('lease_until', '<', now);
+    if (!(await lapsed.select('id').limit(1).executeTakeFirst())) return 0;
+    return this.db.transaction().execute(async (trx) => {
+      if (this.store.dialect === 'postgres') {
+        const executions = trx.selectFrom('flow_steps').select('execution_id').where('status', '=', 'running').where('lease_until', '<', now);
+        await trx.selectFrom('flow_executions').select('id').where('id', 'in', executions).orderBy('id').forNoKeyUpdate().execute();
+      }
+      const result = await trx
+        .updateTable('flow_steps')
+        .set({ status: unlessPaused(this.store.dialect, 'ready'), lease_owner: null, lease_until: null, due_at: now })
+        .where('status', '=', 'running')
+        .where('lease_until', '<', now)
+        .where('output', 'is', null)
+        .where('wait_state', 'is', null)
+        .executeTakeFirst();
+      // A woken sleeper keeps its output (a woken waiter its wait) and goes back to waiting, so
+      // it wakes again rather than running its component again.
+      const woken = await trx
+        .updateTable('flow_steps')
+        .set({ status: unlessPaused(this.store.dialect, 'waiting'), lease_owner: null, lease_until: null, due_at: now })
+        .where('status', '=', 'running')
+        .where('lease_until', '<', now)
+        .where((eb) => eb.or([eb('output', 'is not', null), eb('wait_state', 'is not', null)]))
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) + Number(woken.numUpdatedRows);
+    });
   }
 }
