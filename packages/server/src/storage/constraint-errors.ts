@@ -8,3 +8,14 @@ export function isUniqueViolation(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
+
+/**
+ * Whether a driver error says the transaction lost to another and may simply be run again:
+ * PostgreSQL's deadlock (SQLSTATE 40P01, one of two transactions waiting on each other is
+ * cancelled) or serialization failure (40001).
+ */
+export function isTransactionConflict(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  return code === '40P01' || code === '40001';
+}

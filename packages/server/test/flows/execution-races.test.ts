@@ -4,6 +4,7 @@
  *   is held, not made ready.
  * - A re-run does not count the outcome of the run it replaced.
  * - A subflow step still running when its parent ended starts no child.
+ * - A change that loses a deadlock is made again.
  * - On PostgreSQL, where a pause, a resume, a cancel or another process's outcome can
  *   commit while an outcome is recorded (SQLite has one writer at a time: there is
  *   nothing to race), whichever commits first: a paused execution runs nothing new, a
@@ -130,6 +131,43 @@ describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a subflow on %
     });
     await expect(child).rejects.toMatchObject({ code: 'FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT' });
     expect(await executions.db.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', step.execution_id).execute()).toEqual([]);
+  });
+});
+
+describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a change that loses a deadlock on %s', (kind) => {
+  let opened: TestBus;
+  let executions: ExecutionStore;
+
+  beforeEach(async () => {
+    opened = await openTestBus(kind, { migrations: ALL_MIGRATIONS });
+    executions = new ExecutionStore(opened.store, opened.bus, systemClock);
+  });
+  afterEach(async () => {
+    await opened.close();
+  });
+
+  it('is made again (PostgreSQL cancels one of two transactions waiting on each other), and another error is not', async () => {
+    const step = await runningStep(executions);
+    let tries = 0;
+    const changed = await executions.changeExecution(step.execution_id, async (trx) => {
+      tries += 1;
+      await trx.updateTable('flow_executions').set({ output: JSON.stringify({ try: tries }) }).where('id', '=', step.execution_id).execute();
+      if (tries === 1) throw Object.assign(new Error('deadlock detected'), { code: '40P01' });
+      return 'changed';
+    });
+    expect(changed).toBe('changed');
+    expect(tries).toBe(2);
+    // The first try's write was rolled back with it.
+    const row = await executions.db.selectFrom('flow_executions').select('output').where('id', '=', step.execution_id).executeTakeFirstOrThrow();
+    expect(JSON.parse(row.output!)).toEqual({ try: 2 });
+
+    let failures = 0;
+    const broken = executions.changeExecution(step.execution_id, () => {
+      failures += 1;
+      return Promise.reject(new Error('not a race'));
+    });
+    await expect(broken).rejects.toThrow('not a race');
+    expect(failures).toBe(1);
   });
 });
 

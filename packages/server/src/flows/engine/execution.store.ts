@@ -3,7 +3,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { EventBus } from '../../bus/index.js';
 import { FlowgateError } from '../../errors/index.js';
 import { newId, type Clock } from '../../kernel/index.js';
-import type { Store } from '../../storage/index.js';
+import { isTransactionConflict, type Store } from '../../storage/index.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
 import { ExecutionGates } from './execution-gates.js';
 import { GroupCommit } from './group-commit.js';
@@ -19,6 +19,9 @@ interface Start {
   readonly row: ExecutionRow;
   readonly steps: readonly StepRow[];
 }
+
+/** How often a change that lost a deadlock is made (PostgreSQL). */
+export const CONFLICT_ATTEMPTS = 3;
 
 /** Rows per insert statement: under 20 parameters each, well under SQLite's limit. */
 const INSERT_CHUNK = 200;
@@ -453,10 +456,18 @@ export class ExecutionStore {
 
   /** Runs `work` in a transaction on the execution's row, serialised with other changes to it. */
   async changeExecution<T>(executionId: string, work: (trx: Trx, now: number) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute(async (trx) => {
-      await this.lockExecution(trx, executionId);
-      return work(trx, this.clock.now());
-    });
+    // A deadlock with another change or a recording (PostgreSQL cancels one of the two) is
+    // a lost race, not an error: the change is made again, on what the other committed.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.transaction().execute(async (trx) => {
+          await this.lockExecution(trx, executionId);
+          return work(trx, this.clock.now());
+        });
+      } catch (error) {
+        if (attempt >= CONFLICT_ATTEMPTS || !isTransactionConflict(error)) throw error;
+      }
+    }
   }
 }
 

@@ -2,11 +2,12 @@ import type { Transaction } from 'kysely';
 import { FlowgateError } from '../../errors/index.js';
 import { newId, runPeriodically, type Clock } from '../../kernel/index.js';
 import { formatTraceparent, startSpan, type Logger } from '../../observability/index.js';
+import { isTransactionConflict } from '../../storage/index.js';
 import { evaluate } from '../expressions.js';
 import type { FlowRecord, FlowRepository } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import type { CreatedExecution, ExecutionRow, StepOutcome, StepRow } from './execution-model.js';
-import type { ExecutionStore } from './execution.store.js';
+import { CONFLICT_ATTEMPTS, type ExecutionStore } from './execution.store.js';
 import { ExecutionOperations } from './execution-operations.js';
 import { FinishFollowUps } from './finish-follow-ups.js';
 import { FlowGraphs } from './flow-graphs.js';
@@ -317,8 +318,8 @@ export class FlowEngine {
             // One outcome can sink a batch (a deadlock between processes locking concurrency
             // or wait keys in another order, a failing follow-up): each is tried alone, so
             // only what cannot be recorded waits for its lease to run out and runs again.
-            if (batch.length === 1) this.unrecorded(batch, error);
-            else for (const outcome of batch) await this.record([outcome]).catch((err: unknown) => this.unrecorded([outcome], err));
+            if (batch.length === 1) await this.recordAlone(batch[0]!, error);
+            else for (const outcome of batch) await this.recordAlone(outcome);
           }
         }
       } finally {
@@ -348,6 +349,25 @@ export class FlowEngine {
       if ('response' in outcome && outcome.response !== undefined) this.notify(outcome.step.execution_id);
     }
     for (const id of finished.keys()) this.notify(id);
+  }
+
+  /**
+   * Records one outcome, again while it loses deadlocks (PostgreSQL cancels one of two
+   * transactions waiting on each other: a lost race); one that cannot be recorded waits
+   * for its lease to run out, and its step runs again.
+   */
+  private async recordAlone(outcome: StepOutcome, failed?: unknown): Promise<void> {
+    let error = failed;
+    for (let retries = 0; ; retries++) {
+      if (error !== undefined && (!isTransactionConflict(error) || retries > CONFLICT_ATTEMPTS)) break;
+      try {
+        await this.record([outcome]);
+        return;
+      } catch (err) {
+        error = err;
+      }
+    }
+    this.unrecorded([outcome], error);
   }
 
   private unrecorded(outcomes: StepOutcome[], error: unknown): void {
