@@ -149,7 +149,7 @@ describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a change that 
   it('is made again (PostgreSQL cancels one of two transactions waiting on each other), and another error is not', async () => {
     const step = await runningStep(executions);
     let tries = 0;
-    const changed = await executions.changeExecution(step.execution_id, async (trx) => {
+    const changed = await executions.locks.changeExecution(step.execution_id, async (trx) => {
       tries += 1;
       await trx.updateTable('flow_executions').set({ output: JSON.stringify({ try: tries }) }).where('id', '=', step.execution_id).execute();
       if (tries === 1) throw Object.assign(new Error('deadlock detected'), { code: '40P01' });
@@ -162,7 +162,7 @@ describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a change that 
     expect(JSON.parse(row.output!)).toEqual({ try: 2 });
 
     let failures = 0;
-    const broken = executions.changeExecution(step.execution_id, () => {
+    const broken = executions.locks.changeExecution(step.execution_id, () => {
       failures += 1;
       return Promise.reject(new Error('not a race'));
     });
@@ -221,13 +221,17 @@ describe('changes racing an outcome on postgres', () => {
   const heldOperations = (hold: Hold) =>
     new ExecutionOperations(
       Object.create(executions, {
-        changeExecution: {
-          value: <T>(id: string, work: (trx: never, now: number) => Promise<T>) =>
-            executions.changeExecution(id, async (trx, now) => {
-              const result = await work(trx as never, now);
-              await hold.at(trx as unknown as Kysely<unknown>);
-              return result;
-            }),
+        locks: {
+          value: Object.create(executions.locks, {
+            changeExecution: {
+              value: <T>(id: string, work: (trx: never, now: number) => Promise<T>) =>
+                executions.locks.changeExecution(id, async (trx, now) => {
+                  const result = await work(trx as never, now);
+                  await hold.at(trx as unknown as Kysely<unknown>);
+                  return result;
+                }),
+            },
+          }) as ExecutionStore['locks'],
         },
       }) as ExecutionStore,
       systemClock,

@@ -20,7 +20,7 @@ export class ExecutionOperations {
 
   /** Cancels an unfinished execution and its open steps. */
   async cancel(executionId: string): Promise<boolean> {
-    return this.executions.changeExecution(executionId, async (trx, now) => {
+    return this.executions.locks.changeExecution(executionId, async (trx, now) => {
       await this.executions.cancelOpenSteps(trx, executionId, now);
       return this.executions.finish(trx, executionId, 'cancelled', undefined, { code: 'CANCELLED', message: 'The execution was cancelled.' });
     });
@@ -28,7 +28,7 @@ export class ExecutionOperations {
 
   /** Holds the open steps of a running execution; running steps finish, and what follows them is held too. */
   async pause(executionId: string): Promise<boolean> {
-    return this.executions.changeExecution(executionId, async (trx, now) => {
+    return this.executions.locks.changeExecution(executionId, async (trx, now) => {
       const changed = await trx.updateTable('flow_executions').set({ status: 'paused', updated_at: now }).where('id', '=', executionId).where('status', '=', 'running').executeTakeFirst();
       if (Number(changed.numUpdatedRows) !== 1) return false;
       await trx.updateTable('flow_steps').set({ status: 'held' }).where('execution_id', '=', executionId).where('status', 'in', ['ready', 'waiting']).execute();
@@ -37,7 +37,7 @@ export class ExecutionOperations {
   }
 
   async resume(executionId: string): Promise<boolean> {
-    return this.executions.changeExecution(executionId, async (trx, now) => {
+    return this.executions.locks.changeExecution(executionId, async (trx, now) => {
       const changed = await trx.updateTable('flow_executions').set({ status: 'running', updated_at: now }).where('id', '=', executionId).where('status', '=', 'paused').executeTakeFirst();
       if (Number(changed.numUpdatedRows) !== 1) return false;
       // A held sleeper (its output is kept) or waiter (its wait is kept) goes back to waiting; the others to ready.
@@ -56,7 +56,7 @@ export class ExecutionOperations {
    * way, so a parent's subflow step finds its child running and waits for it again.
    */
   async rerun(executionId: string): Promise<boolean> {
-    return this.executions.changeExecution(executionId, (trx, now) => this.reopen(trx, executionId, now));
+    return this.executions.locks.changeExecution(executionId, (trx, now) => this.reopen(trx, executionId, now));
   }
 
   private async reopen(trx: Trx, executionId: string, now: number): Promise<boolean> {
@@ -81,10 +81,10 @@ export class ExecutionOperations {
       .where('status', 'in', ['failed', 'cancelled'])
       .execute();
     const row = await trx.selectFrom('flow_executions').selectAll().where('id', '=', executionId).executeTakeFirstOrThrow();
-    await this.executions.publish(trx, row, EXECUTION_EVENTS.started, { rerun: true });
+    await this.executions.events.publish(trx, row, EXECUTION_EVENTS.started, { rerun: true });
     const children = await trx.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', executionId).where('status', 'in', ['failed', 'cancelled']).execute();
     for (const child of children) {
-      await this.executions.lockExecution(trx, child.id);
+      await this.executions.locks.lockExecution(trx, child.id);
       await this.reopen(trx, child.id, now);
     }
     if (!open) await this.executions.finish(trx, executionId, 'succeeded', undefined, null);
@@ -106,7 +106,7 @@ export class ExecutionOperations {
     const failed: string[] = [];
     for (const { id } of late) {
       try {
-        const done = await this.executions.changeExecution(id, async (trx, at) => {
+        const done = await this.executions.locks.changeExecution(id, async (trx, at) => {
           await this.executions.cancelOpenSteps(trx, id, at);
           return this.executions.finish(trx, id, 'failed', undefined, { code: 'FLOW_TIMEOUT', message: 'The execution ran past the flow timeout.' });
         });

@@ -1,11 +1,12 @@
 import { EXECUTION_EVENTS, type ExecutionStatus } from '@flowgate/contracts';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { EventBus } from '../../bus/index.js';
-import { FlowgateError } from '../../errors/index.js';
 import { newId, type Clock } from '../../kernel/index.js';
-import { isTransactionConflict, type Store } from '../../storage/index.js';
+import type { Store } from '../../storage/index.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
+import { ExecutionEvents } from './execution-events.js';
 import { ExecutionGates } from './execution-gates.js';
+import { ExecutionLocks } from './execution-locks.js';
 import { GroupCommit } from './group-commit.js';
 import { executionStatusOfStep, unlessPaused } from './paused-steps.js';
 import { StepLeases } from './step-leases.js';
@@ -19,9 +20,6 @@ interface Start {
   readonly row: ExecutionRow;
   readonly steps: readonly StepRow[];
 }
-
-/** How often a change that lost a deadlock is made (PostgreSQL). */
-export const CONFLICT_ATTEMPTS = 3;
 
 /** Rows per insert statement: under 20 parameters each, well under SQLite's limit. */
 const INSERT_CHUNK = 200;
@@ -45,6 +43,10 @@ export class ExecutionStore {
   readonly gates: ExecutionGates;
   /** Claims, renewals and the recovery of lapsed leases. */
   readonly leases: StepLeases;
+  /** How changes to one execution take turns. */
+  readonly locks: ExecutionLocks;
+  /** `execution.started|succeeded|failed` on the bus. */
+  readonly events: ExecutionEvents;
   /** New executions started in one turn of the event loop share a commit and their statements. */
   private readonly creates: GroupCommit<Trx, Start, void>;
   /** Set by the engine: what follows an execution's end. */
@@ -58,12 +60,14 @@ export class ExecutionStore {
 
   constructor(
     private readonly store: Store,
-    private readonly bus: EventBus,
+    bus: EventBus,
     private readonly clock: Clock,
   ) {
     this.db = store.db<FlowsTables>();
     this.gates = new ExecutionGates(store, clock);
     this.leases = new StepLeases(store, clock);
+    this.locks = new ExecutionLocks(store, this.db, clock);
+    this.events = new ExecutionEvents(bus);
     this.creates = new GroupCommit<Trx, Start, void>((work) => this.db.transaction().execute(work), (trx, starts) => this.writeStarts(trx, starts));
   }
 
@@ -98,7 +102,7 @@ export class ExecutionStore {
     /** Set when the idempotency key was used already: nothing was written. */
     let repeated = false;
     const write = async (t: Trx) => {
-      if (execution.parentExecutionId !== undefined) await this.parentGoesOn(t, execution.parentExecutionId);
+      if (execution.parentExecutionId !== undefined) await this.locks.parentGoesOn(t, execution.parentExecutionId);
       // Over its flow's concurrency limit, an execution waits its turn: queued, its first steps held.
       if (execution.concurrency && (await this.gates.slotsTaken(t, row.flow_id, execution.concurrency.key)) >= execution.concurrency.limit) row.status = 'queued';
       if (execution.idempotencyKey === undefined) await t.insertInto('flow_executions').values(row).execute();
@@ -115,7 +119,7 @@ export class ExecutionStore {
       const status = row.status === 'queued' ? 'held' : 'ready';
       steps = lease(execution.first.map((plan) => this.stepRow(row, '', plan, now, status)));
       if (steps.length > 0) await t.insertInto('flow_steps').values(steps).execute();
-      await this.publish(t, row, EXECUTION_EVENTS.started, { input_size: row.input.length });
+      await this.events.publish(t, row, EXECUTION_EVENTS.started, { input_size: row.input.length });
       if (execution.first.length === 0) await this.finish(t, row.id, 'succeeded', null, null);
     };
     if (trx) await write(trx);
@@ -141,7 +145,7 @@ export class ExecutionStore {
     const steps = starts.flatMap((s) => s.steps);
     for (let i = 0; i < starts.length; i += INSERT_CHUNK) await trx.insertInto('flow_executions').values(starts.slice(i, i + INSERT_CHUNK).map((s) => s.row)).execute();
     for (let i = 0; i < steps.length; i += INSERT_CHUNK) await trx.insertInto('flow_steps').values(steps.slice(i, i + INSERT_CHUNK)).execute();
-    await this.publishAll(trx, starts.map((s) => s.row), EXECUTION_EVENTS.started, (row) => ({ input_size: row.input.length }));
+    await this.events.publishAll(trx, starts.map((s) => s.row), EXECUTION_EVENTS.started, (row) => ({ input_size: row.input.length }));
     return starts.map(() => undefined);
   }
 
@@ -187,7 +191,7 @@ export class ExecutionStore {
       // A batch of successes only (the usual one) locks its executions in its first
       // statement, saving a round trip; any other locks them first, on its own.
       const lockedBySuccesses = succeeded.length === outcomes.length;
-      if (!lockedBySuccesses) await this.lockExecutions(trx, outcomes.map((o) => o.step.execution_id));
+      if (!lockedBySuccesses) await this.locks.lockExecutions(trx, outcomes.map((o) => o.step.execution_id));
       const now = this.clock.now();
       const touched = new Set<string>();
       /** The output of a last node, by execution: it becomes the execution's output. */
@@ -269,7 +273,7 @@ export class ExecutionStore {
    * Records the successes still leased by `owner` at their attempt and claim in one
    * statement, inserts the steps that follow them in another (held when their execution
    * is paused), and their `respond` answers; returns the outcomes that counted. With
-   * `lock`, that first statement locks their executions first, as lockExecutions does.
+   * `lock`, that first statement locks their executions first, as ExecutionLocks does.
    */
   private async recordSuccesses(
     trx: Trx,
@@ -341,7 +345,7 @@ export class ExecutionStore {
       .where((eb) => eb.not(eb.exists(eb.selectFrom('flow_steps').select('flow_steps.id').whereRef('flow_steps.execution_id', '=', 'flow_executions.id').where('flow_steps.status', 'in', OPEN_STEPS))))
       .returningAll()
       .execute();
-    await this.publishAll(trx, rows, EXECUTION_EVENTS.succeeded, () => ({}));
+    await this.events.publishAll(trx, rows, EXECUTION_EVENTS.succeeded, () => ({}));
     for (const row of rows) await this.onFinish?.(trx, row);
     return rows;
   }
@@ -369,7 +373,7 @@ export class ExecutionStore {
     if (!row) return false;
     // A parent that fails or is cancelled takes its unfinished subflow children with it.
     if (status !== 'succeeded') await this.cancelChildren(trx, executionId, status, now);
-    if (status !== 'cancelled') await this.publish(trx, row, status === 'succeeded' ? EXECUTION_EVENTS.succeeded : EXECUTION_EVENTS.failed, error ? { error } : {});
+    if (status !== 'cancelled') await this.events.publish(trx, row, status === 'succeeded' ? EXECUTION_EVENTS.succeeded : EXECUTION_EVENTS.failed, error ? { error } : {});
     await this.onFinish?.(trx, row);
     return true;
   }
@@ -377,68 +381,10 @@ export class ExecutionStore {
   private async cancelChildren(trx: Trx, parentId: string, status: ExecutionStatus, now: number): Promise<void> {
     const children = await trx.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', parentId).where('status', 'not in', FINISHED as ExecutionStatus[]).execute();
     for (const child of children) {
-      await this.lockExecution(trx, child.id);
+      await this.locks.lockExecution(trx, child.id);
       await this.cancelOpenSteps(trx, child.id, now);
       await this.finish(trx, child.id, 'cancelled', undefined, { code: 'PARENT_ENDED', message: `The parent execution ${parentId} ${status === 'failed' ? 'failed' : 'was cancelled'}.` });
     }
-  }
-
-  /**
-   * Refuses to start a subflow for a parent that has ended: its `subflow` step may have
-   * been running when the parent was cancelled or failed, which cancelled the children it
-   * had then. The parent's row is locked, so its end waits for this start or sees it.
-   */
-  private async parentGoesOn(trx: Trx, parentId: string): Promise<void> {
-    await this.lockExecution(trx, parentId);
-    const parent = await trx.selectFrom('flow_executions').select('status').where('id', '=', parentId).executeTakeFirst();
-    if (parent && !FINISHED.includes(parent.status as ExecutionStatus)) return;
-    throw new FlowgateError('FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT', `The parent execution ${parentId} has ended: no subflow of it starts.`);
-  }
-
-  /**
-   * Serialises changes to one execution (its cancel, pause, re-run) and the recording of
-   * its steps' outcomes until the transaction ends.
-   */
-  lockExecution(trx: Trx, executionId: string): Promise<void> {
-    return this.lockExecutions(trx, [executionId]);
-  }
-
-  /**
-   * Locks executions' rows until the transaction ends, in id order (so two batches cannot
-   * deadlock). On PostgreSQL, two transactions that each record a step of one execution
-   * (or one records while another cancels it) would otherwise each miss what the other
-   * writes: both last steps recorded and neither finishing the execution, or a next step
-   * inserted after the cancel cancelled the open ones. The later one now waits, and its
-   * statements see what the first committed. SQLite has one writer at a time already.
-   */
-  async lockExecutions(trx: Trx, executionIds: readonly string[]): Promise<void> {
-    if (this.store.dialect !== 'postgres' || executionIds.length === 0) return;
-    const ids = [...new Set(executionIds)].sort();
-    await trx.selectFrom('flow_executions').select('id').where('id', 'in', ids).orderBy('id').forNoKeyUpdate().execute();
-  }
-
-  /** Publishes an execution event in the execution's trace, in `trx`. */
-  async publish(trx: Trx, row: ExecutionRow, topic: string, extra: Record<string, unknown>): Promise<void> {
-    const payload = this.eventPayload(row, extra);
-    await this.bus.publish(row.tenant, { topic, payload, key: row.id }, { tx: trx as unknown as Kysely<unknown>, system: true, serviceName: 'flow-engine', traceparent: row.traceparent });
-  }
-
-  /** Publishes one event per execution, in one write per tenant, each in its execution's trace. */
-  private async publishAll(trx: Trx, rows: readonly ExecutionRow[], topic: string, extra: (row: ExecutionRow) => Record<string, unknown>): Promise<void> {
-    const byTenant = new Map<string, ExecutionRow[]>();
-    for (const row of rows) {
-      const list = byTenant.get(row.tenant);
-      if (list) list.push(row);
-      else byTenant.set(row.tenant, [row]);
-    }
-    for (const [tenant, ofTenant] of byTenant) {
-      const items = ofTenant.map((row) => ({ topic, payload: this.eventPayload(row, extra(row)), key: row.id, traceparent: row.traceparent }));
-      await this.bus.publishBatch(tenant, items, { tx: trx as unknown as Kysely<unknown>, system: true, serviceName: 'flow-engine' });
-    }
-  }
-
-  private eventPayload(row: ExecutionRow, extra: Record<string, unknown>): Record<string, unknown> {
-    return { execution_id: row.id, flow_id: row.flow_id, flow_version: Number(row.flow_version), trigger: row.trigger, status: row.status, ...extra };
   }
 
   async execution(tenant: string, id: string): Promise<ExecutionRow | undefined> {
@@ -453,21 +399,4 @@ export class ExecutionStore {
     const rows = ids.length === 0 ? [] : await this.db.selectFrom('flow_executions').selectAll().where('id', 'in', ids as string[]).execute();
     return new Map(rows.map((row) => [row.id, row]));
   }
-
-  /** Runs `work` in a transaction on the execution's row, serialised with other changes to it. */
-  async changeExecution<T>(executionId: string, work: (trx: Trx, now: number) => Promise<T>): Promise<T> {
-    // A deadlock with another change or a recording (PostgreSQL cancels one of the two) is
-    // a lost race, not an error: the change is made again, on what the other committed.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.db.transaction().execute(async (trx) => {
-          await this.lockExecution(trx, executionId);
-          return work(trx, this.clock.now());
-        });
-      } catch (error) {
-        if (attempt >= CONFLICT_ATTEMPTS || !isTransactionConflict(error)) throw error;
-      }
-    }
-  }
 }
-

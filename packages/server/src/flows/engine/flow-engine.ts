@@ -7,13 +7,17 @@ import { evaluate } from '../expressions.js';
 import type { FlowRecord, FlowRepository } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import type { CreatedExecution, ExecutionRow, StepOutcome, StepRow } from './execution-model.js';
-import { CONFLICT_ATTEMPTS, type ExecutionStore } from './execution.store.js';
+import { CONFLICT_ATTEMPTS } from './execution-locks.js';
+import type { ExecutionStore } from './execution.store.js';
 import { ExecutionOperations } from './execution-operations.js';
 import { FinishFollowUps } from './finish-follow-ups.js';
 import { FlowGraphs } from './flow-graphs.js';
 import { KeyedWake } from './keyed-wake.js';
 import { firstSteps } from './orchestrator.js';
+import { keyOf, startKey, type StartRequest } from './start-keys.js';
 import type { StepRunner } from './step-runner.js';
+
+export type { StartRequest } from './start-keys.js';
 
 export interface FlowEngineSettings {
   /** How long a claimed step is leased; a process that stops renewing loses it after this. */
@@ -33,29 +37,10 @@ export interface FlowEngineOptions {
   readonly settings: FlowEngineSettings;
 }
 
-/** How an execution is started. */
-export interface StartRequest {
-  readonly input: unknown;
-  /** webhook, cron, event, manual, subflow, error. */
-  readonly trigger: string;
-  /** A key of Flowgate's own (`cron:`, `event:`, `subflow:`): one execution per tick, event or step. */
-  readonly idempotencyKey?: string | undefined;
-  /**
-   * A key the caller chose (an `Idempotency-Key` header). It and the flow's key expression
-   * are kept apart from Flowgate's own keys, so a caller cannot claim a cron tick or an event.
-   */
-  readonly callerKey?: string | undefined;
-  readonly traceparent?: string | undefined;
-  /** The execution whose `subflow` step started this one. */
-  readonly parentExecutionId?: string | undefined;
-}
-
 /** What a caller waiting on an execution gets: its `respond` answer, its end, or nothing in time. */
 export type ExecutionAnswer = { readonly kind: 'responded'; readonly response: unknown } | { readonly kind: 'finished'; readonly execution: ExecutionRow } | { readonly kind: 'timeout' };
 
 const BATCH = 256;
-/** The prefix of keys from callers and key expressions: none of Flowgate's own keys has it. */
-const CALLER_KEY = 'key:';
 
 interface RunningStep {
   readonly controller: AbortController;
@@ -153,11 +138,7 @@ export class FlowEngine {
   async start(flow: FlowRecord, request: StartRequest, trx?: Transaction<FlowsTables>): Promise<{ execution: ExecutionRow; created: boolean }> {
     const definition = flow.definition;
     const traceparent = formatTraceparent(startSpan(request.traceparent));
-    let idempotencyKey = request.idempotencyKey ?? (request.callerKey === undefined ? undefined : callerKey(request.callerKey));
-    if (idempotencyKey === undefined && definition.settings?.idempotencyKey) {
-      const key = keyOf(await evaluate(definition.settings.idempotencyKey, request.input));
-      if (key) idempotencyKey = callerKey(key);
-    }
+    const idempotencyKey = await startKey(request, definition.settings?.idempotencyKey);
     const timeoutMs = definition.settings?.timeoutMs;
     const concurrency = definition.settings?.concurrency;
     const first = firstSteps(this.graphs.of(flow.id, flow.version, definition), request.input);
@@ -376,7 +357,6 @@ export class FlowEngine {
     this.wake();
   }
 
-
   // --- Operations on executions --------------------------------------------------------
 
   async cancel(tenant: string, id: string): Promise<void> {
@@ -417,15 +397,4 @@ export class FlowEngine {
       throw new FlowgateError('FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT', `The execution is ${now?.status ?? row.status}; it cannot ${what} now.`, { extensions: { status: now?.status ?? row.status } });
     }
   }
-}
-
-/** An expression's value as a key: a string as it is, anything else as JSON; '' for nothing. */
-/** A caller's key as stored: prefixed, and cut to the column's 256 characters. */
-function callerKey(key: string): string {
-  return `${CALLER_KEY}${key}`.slice(0, 256);
-}
-
-function keyOf(value: unknown): string {
-  if (value === undefined || value === null) return '';
-  return (typeof value === 'string' ? value : JSON.stringify(value)).slice(0, 256);
 }
