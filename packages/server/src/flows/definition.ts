@@ -113,17 +113,18 @@ export function checkDefinition(input: unknown, components: ComponentRegistry): 
  * Config fields of built-in components whose resolved value is stored where a secret would
  * be kept in clear: a subflow's input becomes the child execution's input, a published
  * event's payload, key and topic are kept in the bus log (and become the input of the
- * executions it triggers). Other fields are resolved for the run only, and what a step
+ * executions it triggers), a wait's match value is the key its step waits on. Other fields are resolved for the run only, and what a step
  * gives back has every secret it used redacted.
  */
-const STORED_CONFIG: Readonly<Record<string, readonly string[]>> = { subflow: ['input'], publish: ['payload', 'key', 'topic'] };
+const STORED_CONFIG: Readonly<Record<string, readonly string[]>> = { subflow: ['input'], publish: ['payload', 'key', 'topic'], 'wait-for-event': ['match'] };
+const STORED_AS: Readonly<Record<string, string>> = { subflow: "as the child execution's input", publish: 'in the event', 'wait-for-event': 'as the key the step waits on' };
 
 function secretsKept(component: string, config: Record<string, unknown> | undefined, at: string): DefinitionProblem[] {
   const fields = Object.hasOwn(STORED_CONFIG, component) ? STORED_CONFIG[component]! : [];
   return fields.flatMap((field) =>
     secretReferencesIn(config?.[field], `${at}.${field}`).map((path) => ({
       path,
-      message: `may not reference a secret: its value would be stored in clear (${component === 'subflow' ? 'as the child execution\'s input' : 'in the event'}); let the flow that needs it reference the secret itself`,
+      message: `may not reference a secret: its value would be stored in clear (${STORED_AS[component]!}); let the flow that needs it reference the secret itself`,
     })),
   );
 }

@@ -67,7 +67,7 @@ describe('flows: signed webhooks, the outbound guard and secrets', () => {
     await api(base, 'POST', `/api/v1/flows/${id}/stop`, { token: acme.token });
   });
 
-  it("refuses a flow that would store a secret in clear: in a subflow's input or a published event", async () => {
+  it("refuses a flow that would store a secret in clear: in a subflow's input, a published event or a wait's key", async () => {
     const res = await api(base, 'POST', '/api/v1/flows', {
       token: acme.token,
       body: {
@@ -77,14 +77,15 @@ describe('flows: signed webhooks, the outbound guard and secrets', () => {
           { id: 'call', component: 'subflow', config: { flow: 'child', input: { key: '{{secrets.hook_key}}', n: '{{ n }}' } } },
           { id: 'tell', component: 'publish', config: { topic: 'keys.shared', payload: { auth: 'Bearer {{ secrets.hook_key }}' } } },
           { id: 'fine', component: 'http', config: { url: 'https://api.example.com/x', headers: { authorization: 'Bearer {{secrets.hook_key}}' } } },
+          { id: 'wait', component: 'wait-for-event', config: { topic: 'keys.used', match: { event: 'payload.key', value: '{{secrets.hook_key}}' } } },
         ],
         edges: [],
       },
     });
     expectProblem(res, 400, 'FLOWGATE_ERR_FLOW_INVALID');
     const errors = res.body.errors as Array<{ path: string; message: string }>;
-    // Only the two that store it: an http header is resolved for the call alone.
-    expect(errors.map((e) => e.path).sort()).toEqual(['nodes[0].config.input.key', 'nodes[1].config.payload.auth']);
+    // Only the three that store it: an http header is resolved for the call alone.
+    expect(errors.map((e) => e.path).sort()).toEqual(['nodes[0].config.input.key', 'nodes[1].config.payload.auth', 'nodes[3].config.match.value']);
     expect(errors[0]?.message).toMatch(/may not reference a secret/);
   });
 
