@@ -42,7 +42,7 @@ async function runningStep(executions: ExecutionStore, leaseMs = 60_000): Promis
   return step;
 }
 
-describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a paused execution on %s', (kind) => {
+describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('executions on %s', (kind) => {
   let opened: TestBus;
   let executions: ExecutionStore;
   const clock = new ManualClock(Date.parse('2026-12-07T00:00:00Z'));
@@ -55,7 +55,7 @@ describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a paused execu
     await opened.close();
   });
 
-  it('holds its step whose lease lapses, and resume makes it ready', async () => {
+  it('a paused execution holds its step whose lease lapses, and resume makes it ready', async () => {
     const step = await runningStep(executions, 1_000);
     const operations = new ExecutionOperations(executions, clock);
     expect(await operations.pause(step.execution_id)).toBe(true);
@@ -69,22 +69,8 @@ describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a paused execu
     expect(await statusOfStep()).toBe('ready');
     expect((await executions.leases.claim('engine-b', 10, 60_000)).map((s) => s.id)).toEqual([step.id]);
   });
-});
 
-describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a re-run on %s', (kind) => {
-  let opened: TestBus;
-  let executions: ExecutionStore;
-  const clock = new ManualClock(Date.parse('2026-12-07T00:00:00Z'));
-
-  beforeEach(async () => {
-    opened = await openTestBus(kind, { migrations: ALL_MIGRATIONS });
-    executions = new ExecutionStore(opened.store, opened.bus, clock);
-  });
-  afterEach(async () => {
-    await opened.close();
-  });
-
-  it('does not count the outcome of the run it replaced, though the same process runs it again', async () => {
+  it('a re-run does not count the outcome of the run it replaced, though the same process runs it again', async () => {
     const old = await runningStep(executions);
     const operations = new ExecutionOperations(executions, clock);
     expect(await operations.cancel(old.execution_id)).toBe(true);
@@ -99,25 +85,12 @@ describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a re-run on %s
     const fresh = await executions.apply(OWNER, [{ kind: 'succeeded', step: again!, output: { booked: true }, next: [], leaf: true }]);
     expect(fresh.finished.get(old.execution_id)).toBe('succeeded');
   });
-});
 
-describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a subflow on %s', (kind) => {
-  let opened: TestBus;
-  let executions: ExecutionStore;
-
-  beforeEach(async () => {
-    opened = await openTestBus(kind, { migrations: ALL_MIGRATIONS });
-    executions = new ExecutionStore(opened.store, opened.bus, systemClock);
-  });
-  afterEach(async () => {
-    await opened.close();
-  });
-
-  it('is not started for a parent that ended while its subflow step ran', async () => {
+  it('a subflow is not started for a parent that ended while its subflow step ran', async () => {
     // The parent's `subflow` step runs; the parent is cancelled (no child to cancel yet);
     // then the step gets as far as starting its child.
     const step = await runningStep(executions);
-    expect(await new ExecutionOperations(executions, systemClock).cancel(step.execution_id)).toBe(true);
+    expect(await new ExecutionOperations(executions, clock).cancel(step.execution_id)).toBe(true);
     const child = executions.create({
       tenant: step.tenant,
       flowId: 'child',
@@ -132,21 +105,8 @@ describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a subflow on %
     await expect(child).rejects.toMatchObject({ code: 'FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT' });
     expect(await executions.db.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', step.execution_id).execute()).toEqual([]);
   });
-});
 
-describe.each(['embedded-sqlite', 'embedded-postgres'] as const)('a change that loses a deadlock on %s', (kind) => {
-  let opened: TestBus;
-  let executions: ExecutionStore;
-
-  beforeEach(async () => {
-    opened = await openTestBus(kind, { migrations: ALL_MIGRATIONS });
-    executions = new ExecutionStore(opened.store, opened.bus, systemClock);
-  });
-  afterEach(async () => {
-    await opened.close();
-  });
-
-  it('is made again (PostgreSQL cancels one of two transactions waiting on each other), and another error is not', async () => {
+  it('a change that loses a deadlock is made again (PostgreSQL cancels one of two transactions waiting on each other), and another error is not', async () => {
     const step = await runningStep(executions);
     let tries = 0;
     const changed = await executions.locks.changeExecution(step.execution_id, async (trx) => {

@@ -179,7 +179,8 @@ export class ExecutionStore {
    * counted are returned (with the executions they finished). Successes, the common case,
    * are recorded together: one update for every step, one insert for every step that
    * follows, one read for what is left open; on PostgreSQL each statement is a round trip,
-   * after one that locks the batch's executions.
+   * and the batch's executions are locked first (in the first statement, for a batch of
+   * successes only; else in one of its own).
    */
   async apply(owner: string, outcomes: readonly StepOutcome[], eager?: EagerLease): Promise<AppliedOutcomes> {
     const applied = new Set<string>();
