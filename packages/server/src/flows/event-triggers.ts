@@ -68,7 +68,7 @@ export class EventTriggers implements LifecyclePart {
    * ready ({@link resetGroups}), then subscribes.
    */
   async activate(flow: FlowRecord): Promise<void> {
-    await this.resetGroups(flow);
+    await this.resetGroups(flow, true);
     await this.sync();
   }
 
@@ -79,15 +79,16 @@ export class EventTriggers implements LifecyclePart {
    * flow reads any more, is dropped, to be made anew at that moment. A group the flow names
    * itself keeps its position: that is what naming it is for. Then the flow is marked
    * ready for this start (`events:ready`): no process subscribes to its own groups before,
-   * so none reads them from where they stood while it was stopped.
+   * so none reads them from where they stood while it was stopped. Without `seek`, own
+   * groups keep their position too (see {@link readyFlows}).
    */
-  private async resetGroups(flow: FlowRecord): Promise<void> {
+  private async resetGroups(flow: FlowRecord, seek: boolean): Promise<void> {
     const groups = await this.bus.groups({ tenant: flow.tenant });
     for (const { group, topic, own } of groupsOf(flow)) {
       const existing = groups.find((g) => g.tenant === flow.tenant && g.name === group);
       if (!existing) continue;
       if (existing.filter !== formatTopicFilter(parseTopicFilter(topic))) await this.bus.deleteGroup({ tenant: flow.tenant, name: group });
-      else if (own) await this.bus.seek({ tenant: flow.tenant, name: group }, { kind: 'time', time: flow.statusChangedAt });
+      else if (own && seek) await this.bus.seek({ tenant: flow.tenant, name: group }, { kind: 'time', time: flow.statusChangedAt });
     }
     await this.db
       .insertInto('flow_lifecycle_acks')
@@ -150,22 +151,24 @@ export class EventTriggers implements LifecyclePart {
         await handle.close();
       }
     }
-    for (const [key, wanted1] of wanted) {
+    for (const [key, want] of wanted) {
       if (this.subscriptions.has(key) || this.closed) continue;
       try {
-        this.subscriptions.set(key, await this.subscribe(key, wanted1));
+        this.subscriptions.set(key, await this.subscribe(key, want));
       } catch (error) {
         // One flow's subscription failing (its group made for another topic) must not keep
         // the others from theirs: it is tried again at the next sync.
-        this.logger.warn({ err: error, flow: wanted1.flow.id, tenant: wanted1.flow.tenant }, 'an event trigger could not subscribe');
+        this.logger.warn({ err: error, flow: want.flow.id, tenant: want.flow.tenant }, 'an event trigger could not subscribe');
       }
     }
   }
 
   /**
    * The flows whose groups may be read: those without groups of their own, and those made
-   * ready for their current start. One that the process taking `flow.started` left unready
-   * (it stopped first) is made ready here once it has been active for a while.
+   * ready for their current start. One left unready for a while (the process that took
+   * `flow.started` stopped first, or the flow was active before Flowgate had this mark) is
+   * made ready here without moving its groups: they may hold events not yet read, and
+   * moving them to the moment the flow became active could run old ones again.
    */
   private async readyFlows(flows: readonly FlowRecord[]): Promise<Set<string>> {
     const owning = flows.filter((flow) => groupsOf(flow).some((g) => g.own));
@@ -176,7 +179,7 @@ export class EventTriggers implements LifecyclePart {
     for (const flow of owning) {
       if (acked.has(`${flow.id} ${flow.generation}`)) ready.add(flow.id);
       else if (Date.now() - flow.statusChangedAt > READY_GRACE_MS) {
-        await this.resetGroups(flow);
+        await this.resetGroups(flow, false);
         ready.add(flow.id);
       }
     }
