@@ -1,16 +1,14 @@
-import type { ExecutionStatus } from '@flowgate/contracts';
 import type { Kysely, Transaction } from 'kysely';
 import { FlowgateError } from '../../errors/index.js';
 import type { Clock } from '../../kernel/index.js';
 import { isTransactionConflict, type Store } from '../../storage/index.js';
 import type { FlowsTables } from '../flows.tables.js';
+import { isFinished } from './execution-model.js';
 
 type Trx = Transaction<FlowsTables>;
 
 /** How often a change that lost a deadlock is made (PostgreSQL). */
 export const CONFLICT_ATTEMPTS = 3;
-
-const FINISHED: readonly ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'];
 
 /**
  * How changes to one execution take turns: its cancel, pause, resume, re-run and flow
@@ -70,7 +68,7 @@ export class ExecutionLocks {
   async parentGoesOn(trx: Trx, parentId: string): Promise<void> {
     await this.lockExecution(trx, parentId);
     const parent = await trx.selectFrom('flow_executions').select('status').where('id', '=', parentId).executeTakeFirst();
-    if (parent && !FINISHED.includes(parent.status as ExecutionStatus)) return;
+    if (parent && !isFinished(parent.status)) return;
     throw new FlowgateError('FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT', `The parent execution ${parentId} has ended: no subflow of it starts.`);
   }
 }

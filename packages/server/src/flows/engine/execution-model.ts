@@ -80,3 +80,11 @@ export interface AppliedOutcomes {
 
 /** Steps that still have work ahead; an execution with none left is finished. */
 export const OPEN_STEPS = ['ready', 'running', 'waiting', 'held'];
+
+/** The statuses of an execution that has ended. */
+export const FINISHED: ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+/** Whether an execution's status is one it has ended with. */
+export function isFinished(status: string): boolean {
+  return (FINISHED as string[]).includes(status);
+}

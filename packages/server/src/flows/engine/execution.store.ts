@@ -11,7 +11,7 @@ import { GroupCommit } from './group-commit.js';
 import { executionStatusOfStep, unlessPaused } from './paused-steps.js';
 import { StepLeases } from './step-leases.js';
 import type { StepPlan } from './orchestrator.js';
-import { OPEN_STEPS, type AppliedOutcomes, type CreatedExecution, type EagerLease, type ExecutionRow, type FinishHook, type LimitLookup, type NewExecution, type StepOutcome, type StepRow, type WaitProbe } from './execution-model.js';
+import { FINISHED, OPEN_STEPS, type AppliedOutcomes, type CreatedExecution, type EagerLease, type ExecutionRow, type FinishHook, type LimitLookup, type NewExecution, type StepOutcome, type StepRow, type WaitProbe } from './execution-model.js';
 
 type Trx = Transaction<FlowsTables>;
 
@@ -25,8 +25,6 @@ interface Start {
 const INSERT_CHUNK = 200;
 
 type Success = Extract<StepOutcome, { kind: 'succeeded' }>;
-
-const FINISHED: readonly ExecutionStatus[] = ['succeeded', 'failed', 'cancelled'];
 
 /**
  * The engine's durable state: executions and steps in the state store. A step's
@@ -262,7 +260,7 @@ export class ExecutionStore {
       for (const executionId of ids) {
         const output = leafOutputs.get(executionId);
         if (output !== undefined && !finished.has(executionId)) {
-          await trx.updateTable('flow_executions').set({ output: JSON.stringify(output), updated_at: now }).where('id', '=', executionId).where('status', 'not in', FINISHED as ExecutionStatus[]).execute();
+          await trx.updateTable('flow_executions').set({ output: JSON.stringify(output), updated_at: now }).where('id', '=', executionId).where('status', 'not in', FINISHED).execute();
         }
       }
     });
@@ -342,7 +340,7 @@ export class ExecutionStore {
       .updateTable('flow_executions')
       .set({ status: 'succeeded', updated_at: now, finished_at: now, error: null, output })
       .where('id', 'in', ids as string[])
-      .where('status', 'not in', FINISHED as ExecutionStatus[])
+      .where('status', 'not in', FINISHED)
       .where((eb) => eb.not(eb.exists(eb.selectFrom('flow_steps').select('flow_steps.id').whereRef('flow_steps.execution_id', '=', 'flow_executions.id').where('flow_steps.status', 'in', OPEN_STEPS))))
       .returningAll()
       .execute();
@@ -370,7 +368,7 @@ export class ExecutionStore {
     const now = this.clock.now();
     const changes: Partial<ExecutionRow> = { status, updated_at: now, finished_at: now, error: error === null ? null : JSON.stringify(error) };
     if (output !== undefined) changes.output = output === null ? null : JSON.stringify(output);
-    const row = await trx.updateTable('flow_executions').set(changes).where('id', '=', executionId).where('status', 'not in', FINISHED as ExecutionStatus[]).returningAll().executeTakeFirst();
+    const row = await trx.updateTable('flow_executions').set(changes).where('id', '=', executionId).where('status', 'not in', FINISHED).returningAll().executeTakeFirst();
     if (!row) return false;
     // A parent that fails or is cancelled takes its unfinished subflow children with it.
     if (status !== 'succeeded') await this.cancelChildren(trx, executionId, status, now);
@@ -380,7 +378,7 @@ export class ExecutionStore {
   }
 
   private async cancelChildren(trx: Trx, parentId: string, status: ExecutionStatus, now: number): Promise<void> {
-    const children = await trx.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', parentId).where('status', 'not in', FINISHED as ExecutionStatus[]).execute();
+    const children = await trx.selectFrom('flow_executions').select('id').where('parent_execution_id', '=', parentId).where('status', 'not in', FINISHED).execute();
     for (const child of children) {
       await this.locks.lockExecution(trx, child.id);
       await this.cancelOpenSteps(trx, child.id, now);

@@ -3,7 +3,7 @@ import type { Logger } from '../../observability/index.js';
 import type { Transaction } from 'kysely';
 import { toRecord, type FlowRecord } from '../flow.repository.js';
 import type { FlowsTables, WaitState } from '../flows.tables.js';
-import type { ExecutionRow } from './execution-model.js';
+import { isFinished, type ExecutionRow } from './execution-model.js';
 import type { ExecutionStore } from './execution.store.js';
 
 type Trx = Transaction<FlowsTables>;
@@ -50,7 +50,7 @@ export class FinishFollowUps {
   readonly probe = async (trx: Trx, tenant: string, key: string): Promise<WaitState['result'] | undefined> => {
     if (!key.startsWith(EXECUTION_KEY)) return undefined;
     const child = await trx.selectFrom('flow_executions').selectAll().where('tenant', '=', tenant).where('id', '=', key.slice(EXECUTION_KEY.length)).executeTakeFirst();
-    return child && FINISHED.has(child.status) ? resultOf(child) : undefined;
+    return child && isFinished(child.status) ? resultOf(child) : undefined;
   };
 
   private async resolveParent(trx: Trx, execution: ExecutionRow): Promise<void> {
@@ -96,7 +96,6 @@ function isExpressionError(error: unknown): boolean {
 
 /** The wait key of a step waiting for an execution (a subflow) to end. */
 export const EXECUTION_KEY = 'execution:';
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
 function resultOf(execution: ExecutionRow): NonNullable<WaitState['result']> {
   if (execution.status === 'succeeded') return { output: execution.output === null ? null : JSON.parse(execution.output) };

@@ -6,7 +6,7 @@ import { isTransactionConflict } from '../../storage/index.js';
 import { evaluate } from '../expressions.js';
 import type { FlowRecord, FlowRepository } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
-import type { CreatedExecution, ExecutionRow, StepOutcome, StepRow } from './execution-model.js';
+import { isFinished, type CreatedExecution, type ExecutionRow, type StepOutcome, type StepRow } from './execution-model.js';
 import { CONFLICT_ATTEMPTS } from './execution-locks.js';
 import type { ExecutionStore } from './execution.store.js';
 import { ExecutionOperations } from './execution-operations.js';
@@ -193,7 +193,7 @@ export class FlowEngine {
       const row = await this.options.executions.executionById(executionId);
       if (!row) return { kind: 'timeout' };
       if (row.response !== null) return { kind: 'responded', response: JSON.parse(row.response) };
-      if (['succeeded', 'failed', 'cancelled'].includes(row.status)) return { kind: 'finished', execution: row };
+      if (isFinished(row.status)) return { kind: 'finished', execution: row };
       const left = deadline - this.options.clock.now();
       if (left <= 0) return { kind: 'timeout' };
       await this.waiters.wait(executionId, Math.min(left, 250));
