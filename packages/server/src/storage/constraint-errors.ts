@@ -19,3 +19,18 @@ export function isTransactionConflict(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   return code === '40P01' || code === '40001';
 }
+
+/**
+ * Runs `work` (a whole transaction) again while it loses to another transaction
+ * ({@link isTransactionConflict}), up to `attempts` times in all; any other error, or the
+ * last conflict, is thrown.
+ */
+export async function retryOnConflict<T>(work: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (attempt >= attempts || !isTransactionConflict(error)) throw error;
+    }
+  }
+}

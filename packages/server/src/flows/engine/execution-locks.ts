@@ -1,14 +1,11 @@
 import type { Kysely, Transaction } from 'kysely';
 import { FlowgateError } from '../../errors/index.js';
 import type { Clock } from '../../kernel/index.js';
-import { isTransactionConflict, type Store } from '../../storage/index.js';
+import { retryOnConflict, type Store } from '../../storage/index.js';
 import type { FlowsTables } from '../flows.tables.js';
 import { isFinished } from './execution-model.js';
 
 type Trx = Transaction<FlowsTables>;
-
-/** How often a change that lost a deadlock is made (PostgreSQL). */
-export const CONFLICT_ATTEMPTS = 3;
 
 /**
  * How changes to one execution take turns: its cancel, pause, resume, re-run and flow
@@ -22,20 +19,18 @@ export class ExecutionLocks {
     private readonly clock: Clock,
   ) {}
 
-  /** Runs `work` in a transaction on the execution's row, serialised with other changes to it. */
-  async changeExecution<T>(executionId: string, work: (trx: Trx, now: number) => Promise<T>): Promise<T> {
-    // A deadlock with another change or a recording (PostgreSQL cancels one of the two) is
-    // a lost race, not an error: the change is made again, on what the other committed.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.db.transaction().execute(async (trx) => {
-          await this.lockExecution(trx, executionId);
-          return work(trx, this.clock.now());
-        });
-      } catch (error) {
-        if (attempt >= CONFLICT_ATTEMPTS || !isTransactionConflict(error)) throw error;
-      }
-    }
+  /**
+   * Runs `work` in a transaction on the execution's row, serialised with other changes to
+   * it. A deadlock with another change or a recording (PostgreSQL cancels one of the two)
+   * is a lost race, not an error: the change is made again, on what the other committed.
+   */
+  changeExecution<T>(executionId: string, work: (trx: Trx, now: number) => Promise<T>): Promise<T> {
+    return retryOnConflict(() =>
+      this.db.transaction().execute(async (trx) => {
+        await this.lockExecution(trx, executionId);
+        return work(trx, this.clock.now());
+      }),
+    );
   }
 
   /**

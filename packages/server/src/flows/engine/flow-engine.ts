@@ -2,12 +2,11 @@ import type { Transaction } from 'kysely';
 import { FlowgateError } from '../../errors/index.js';
 import { newId, runPeriodically, type Clock } from '../../kernel/index.js';
 import { formatTraceparent, startSpan, type Logger } from '../../observability/index.js';
-import { isTransactionConflict } from '../../storage/index.js';
+import { isTransactionConflict, retryOnConflict } from '../../storage/index.js';
 import { evaluate } from '../expressions.js';
 import type { FlowRecord, FlowRepository } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import { isFinished, type CreatedExecution, type ExecutionRow, type StepOutcome, type StepRow } from './execution-model.js';
-import { CONFLICT_ATTEMPTS } from './execution-locks.js';
 import type { ExecutionStore } from './execution.store.js';
 import { ExecutionOperations } from './execution-operations.js';
 import { FinishFollowUps } from './finish-follow-ups.js';
@@ -334,21 +333,12 @@ export class FlowEngine {
 
   /**
    * Records one outcome, again while it loses deadlocks (PostgreSQL cancels one of two
-   * transactions waiting on each other: a lost race); one that cannot be recorded waits
-   * for its lease to run out, and its step runs again.
+   * transactions waiting on each other: a lost race, `failed` when the batch it was in lost
+   * one); one that cannot be recorded waits for its lease to run out, and its step runs again.
    */
   private async recordAlone(outcome: StepOutcome, failed?: unknown): Promise<void> {
-    let error = failed;
-    for (let retries = 0; ; retries++) {
-      if (error !== undefined && (!isTransactionConflict(error) || retries > CONFLICT_ATTEMPTS)) break;
-      try {
-        await this.record([outcome]);
-        return;
-      } catch (err) {
-        error = err;
-      }
-    }
-    this.unrecorded([outcome], error);
+    if (failed !== undefined && !isTransactionConflict(failed)) return this.unrecorded([outcome], failed);
+    await retryOnConflict(() => this.record([outcome])).catch((error: unknown) => this.unrecorded([outcome], error));
   }
 
   private unrecorded(outcomes: StepOutcome[], error: unknown): void {
