@@ -7,7 +7,11 @@ import { ipList, PolicyOptionError } from './policies/index.js';
  * Finds the client's address from the TCP peer's and the `X-Forwarded-For` it sent; and
  * says whether a peer is a trusted proxy, whose `X-Forwarded-Proto` and `-Host` hold.
  */
-export type ClientAddress = ((peer: string, forwardedFor: string | string[] | undefined) => string) & { readonly trusts: (peer: string) => boolean };
+export type ClientAddress = ((peer: string, forwardedFor: string | string[] | undefined) => string) & {
+  readonly trusts: (peer: string) => boolean;
+  /** The same for a peer already known to be trusted: the list is not looked up again. */
+  readonly behindTrusted: (peer: string, forwardedFor: string | string[] | undefined) => string;
+};
 
 /**
  * The client address behind the proxies listed in FLOWGATE_TRUSTED_PROXIES
@@ -33,8 +37,9 @@ export function clientAddressBehind(trustedProxies: string): ClientAddress | und
     if (!(err instanceof PolicyOptionError)) throw err;
     throw new FlowgateError('FLOWGATE_ERR_CONFIG_INVALID', `FLOWGATE_TRUSTED_PROXIES (gateway.trustedProxies): ${err.message}`);
   }
-  return Object.assign((peer: string, forwardedFor: string | string[] | undefined) => clientAddress(trusted, peer, forwardedFor), {
+  return Object.assign((peer: string, forwardedFor: string | string[] | undefined) => (listsAddress(trusted, peer) ? clientAddress(trusted, peer, forwardedFor) : peer), {
     trusts: (peer: string) => listsAddress(trusted, peer),
+    behindTrusted: (peer: string, forwardedFor: string | string[] | undefined) => clientAddress(trusted, peer, forwardedFor),
   });
 }
 
@@ -45,10 +50,10 @@ export function clientAddressBehind(trustedProxies: string): ClientAddress | und
  * the client. Entries left of it were written by the client and are never believed. When
  * every entry is trusted the leftmost is the client. An entry that is not an address ends
  * the walk at the last address a trusted proxy vouched for: a trusted proxy wrote it, and
- * no address can be read from it.
+ * no address can be read from it. `peer` is a trusted proxy (the callers check).
  */
 function clientAddress(trusted: BlockList, peer: string, forwardedFor: string | string[] | undefined): string {
-  if (forwardedFor === undefined || !listsAddress(trusted, peer)) return peer;
+  if (forwardedFor === undefined) return peer;
   // Node joins repeated X-Forwarded-For fields with ', '; an array comes only from a caller.
   const header = typeof forwardedFor === 'string' ? forwardedFor : forwardedFor.join(',');
   let client = peer;

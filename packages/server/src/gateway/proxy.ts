@@ -78,7 +78,10 @@ export async function serveRoute(
   const incomingId = first(req.headers['x-request-id']);
   const requestId = incomingId !== undefined && REQUEST_ID.test(incomingId) ? incomingId : trace.traceId;
   const peer = req.socket.remoteAddress ?? '';
-  const clientIp = deps.clientAddress === undefined ? peer : deps.clientAddress(peer, req.headers['x-forwarded-for']);
+  // Behind trusted proxies, the client is found past them (the peer's trust looked up once).
+  const behind = deps.clientAddress;
+  const trustedPeer = behind !== undefined && behind.trusts(peer);
+  const clientIp = trustedPeer ? behind.behindTrusted(peer, req.headers['x-forwarded-for']) : peer;
   const route = match.route;
   const traceparent = formatTraceparent(trace);
   const exchange: GatewayExchange = {
@@ -97,7 +100,7 @@ export async function serveRoute(
       peer,
       proto: 'encrypted' in req.socket ? 'https' : 'http',
       host: req.headers.host,
-      trustedPeer: deps.clientAddress !== undefined && deps.clientAddress.trusts(peer),
+      trustedPeer,
       traceparent,
       requestId,
     }),
