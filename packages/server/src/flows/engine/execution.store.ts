@@ -206,7 +206,6 @@ export class ExecutionStore {
         if (outcome.leaf && outcome.next.length === 0) leafOutputs.set(step.execution_id, outcome.output ?? null);
       }
       // A step that is to run again while its execution is paused is held instead.
-      const dialect = this.store.dialect;
       for (const outcome of outcomes) {
         if (outcome.kind === 'succeeded') continue;
         readied = true;
@@ -225,12 +224,12 @@ export class ExecutionStore {
           const result = await this.probeWait?.(trx, step.tenant, outcome.key);
           const state: WaitState = result ? { onTimeout: outcome.onTimeout, result } : { onTimeout: outcome.onTimeout };
           changed = await update
-            .set({ status: unlessPaused(dialect, 'waiting'), wait_key: result ? null : outcome.key, wait_state: JSON.stringify(state), due_at: result ? now : outcome.until, lease_owner: null, lease_until: null })
+            .set({ status: unlessPaused('waiting'), wait_key: result ? null : outcome.key, wait_state: JSON.stringify(state), due_at: result ? now : outcome.until, lease_owner: null, lease_until: null })
             .executeTakeFirst();
         } else if (outcome.kind === 'sleep') {
-          changed = await update.set({ status: unlessPaused(dialect, 'waiting'), output: JSON.stringify(outcome.output ?? null), due_at: outcome.until, lease_owner: null, lease_until: null }).executeTakeFirst();
+          changed = await update.set({ status: unlessPaused('waiting'), output: JSON.stringify(outcome.output ?? null), due_at: outcome.until, lease_owner: null, lease_until: null }).executeTakeFirst();
         } else if (outcome.kind === 'retry') {
-          changed = await update.set({ status: unlessPaused(dialect, 'ready'), error: JSON.stringify(outcome.error), due_at: outcome.at, wait_key: null, wait_state: null, lease_owner: null, lease_until: null }).executeTakeFirst();
+          changed = await update.set({ status: unlessPaused('ready'), error: JSON.stringify(outcome.error), due_at: outcome.at, wait_key: null, wait_state: null, lease_owner: null, lease_until: null }).executeTakeFirst();
         } else {
           changed = await update.set({ status: 'failed', error: JSON.stringify(outcome.error), finished_at: now, wait_key: null, lease_owner: null, lease_until: null }).executeTakeFirst();
         }

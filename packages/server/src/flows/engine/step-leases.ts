@@ -112,7 +112,7 @@ export class StepLeases {
       }
       const result = await trx
         .updateTable('flow_steps')
-        .set({ status: unlessPaused(this.store.dialect, 'ready'), lease_owner: null, lease_until: null, due_at: now })
+        .set({ status: unlessPaused('ready'), lease_owner: null, lease_until: null, due_at: now })
         .where('status', '=', 'running')
         .where('lease_until', '<', now)
         .where('output', 'is', null)
@@ -122,7 +122,7 @@ export class StepLeases {
       // it wakes again rather than running its component again.
       const woken = await trx
         .updateTable('flow_steps')
-        .set({ status: unlessPaused(this.store.dialect, 'waiting'), lease_owner: null, lease_until: null, due_at: now })
+        .set({ status: unlessPaused('waiting'), lease_owner: null, lease_until: null, due_at: now })
         .where('status', '=', 'running')
         .where('lease_until', '<', now)
         .where((eb) => eb.or([eb('output', 'is not', null), eb('wait_state', 'is not', null)]))
