@@ -1,5 +1,4 @@
 import type { Dispatcher } from 'undici';
-import type { GatewayRoute } from '@flowgate/contracts';
 import { FlowgateError, PROBLEM_CONTENT_TYPE, toProblem } from '../errors/index.js';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -11,34 +10,12 @@ import { refusalOf, type DeniedAudit } from './denied-audit.js';
 import type { GatewayExchange } from './exchange.js';
 import { addGatewayHeaders, downstreamHeaders, downstreamHeadersFromRaw, upstreamHeaders } from './forwarding-headers.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
+import { pathAmbiguity, stripSegments } from './request-path.js';
 import type { Target, Upstream } from './upstream.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 /** Connection failures after which nothing reached the upstream: safe to try another target. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
-/**
- * Why an upstream could read a raw path as another path than the one routed, if it could:
- * a segment it could resolve as `.` or `..` (separators include `\` for WHATWG URL parsers,
- * and encoded slashes; `;params` cut off first), an empty segment (collapsed by Tomcat and
- * others), `;params` (dropped by Tomcat and Jetty), or an encoded or back slash (decoded
- * into a separator by some). Each could take a request routed by a broad open route to
- * what a narrower protected route guards.
- */
-export function pathAmbiguity(path: string, allowed: GatewayRoute['allowInPaths'] = NONE_ALLOWED): string | undefined {
-  // Every spelling needs one of these characters: most paths are done here.
-  if (!/[.%;\\]|\/\//.test(path)) return undefined;
-  const normal = path.replace(/%2e/gi, '.').replace(/%2f|%5c|\\/gi, '/');
-  const dotted = normal.split('/').some((segment) => {
-    const name = segment.split(';')[0];
-    return name === '.' || name === '..';
-  });
-  if (dotted) return 'The path may not contain . or .. segments.';
-  if (path.includes('//') && !allowed.includes('empty-segments')) return 'The path may not contain an empty segment (//).';
-  if (path.includes(';') && !allowed.includes('parameters')) return 'The path may not contain ;parameters.';
-  if (normal !== path.replace(/%2e/gi, '.') && !allowed.includes('encoded-slashes')) return 'The path may not contain an encoded slash or a backslash.';
-  return undefined;
-}
-const NONE_ALLOWED: NonNullable<GatewayRoute['allowInPaths']> = [];
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const REFUSALS = new Set([401, 403, 429]);
 
@@ -324,17 +301,6 @@ function limited(req: IncomingMessage, max: number | undefined): Readable {
   });
   req.on('error', (err) => limiter.destroy(err));
   return req.pipe(limiter);
-}
-
-function stripSegments(path: string, count: number | undefined): string {
-  if (count === undefined) return path;
-  let at = 0;
-  for (let i = 0; i < count; i++) {
-    const next = path.indexOf('/', at + 1);
-    if (next === -1) return '/';
-    at = next;
-  }
-  return path.slice(at);
 }
 
 function errorCode(err: unknown): string {
