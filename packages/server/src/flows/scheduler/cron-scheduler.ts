@@ -8,7 +8,7 @@ import type { FlowEngine } from '../engine/flow-engine.js';
 import { toRecord, type FlowRecord } from '../flow.repository.js';
 import type { FlowsTables } from '../flows.tables.js';
 import type { LifecyclePart } from '../lifecycle.js';
-import { advance, cronTriggers, dueRows, idempotencyKey, rowKey, type Due } from './schedule-rows.js';
+import { advance, cronTriggers, dueRows, idempotencyKey, rowKey, wasMissed, type Due } from './schedule-rows.js';
 
 /** What the scheduler needs of the engine: starting an execution in its transaction, and waking the engine after commit. */
 export interface CronEngine {
@@ -40,11 +40,6 @@ const MIN_SLEEP_MS = 5;
 const LOOK_LIMIT = 500;
 /** Due rows fired per transaction (one commit for all of them). */
 const CHUNK = 32;
-/**
- * How late a tick that fell due while this process ran may still fire: a held-up process
- * catches up; one stopped longer (a suspended machine) treats its ticks as missed.
- */
-const MAX_LATE_MS = 60_000;
 /** A row whose firing failed on its own is left alone this long by this process (less than the missed-tick tolerance, so a retried tick is still on time). */
 const FAILURE_BACKOFF_MS = 1_000;
 /** Rows kept out of claims after failing; past this, the oldest is forgotten. */
@@ -69,7 +64,7 @@ const MAX_BACKED_OFF = 100;
  * a backlog (more due rows than one look takes), the tolerance grows by the time spent on
  * it: ticks that fall due meanwhile are late, not missed. So are ticks that fell due while
  * this process ran but was held up (a long pause of its event loop, a slow store), up to
- * {@link MAX_LATE_MS} late: Flowgate was not down, and each fires, late.
+ * a minute late ({@link wasMissed}): Flowgate was not down, and each fires, late.
  */
 export class CronScheduler implements LifecyclePart {
   readonly name = 'scheduler';
@@ -322,8 +317,7 @@ export class CronScheduler implements LifecyclePart {
   private async fireAll(trx: Trx, rows: readonly Due[], now: number, tolerance: number): Promise<number> {
     if (rows.length === 0) return 0;
     const plans = rows.map((due) => {
-      const late = now - due.dueAt;
-      const missed = late > tolerance && (due.dueAt < this.startedAt || late > MAX_LATE_MS);
+      const missed = wasMissed(due, now, tolerance, this.startedAt);
       // On time: the firing after this one. Missed: the first one still ahead.
       return { due, missed, next: this.nextFiring(due.expression, due.timezone, missed ? now : due.dueAt) };
     });

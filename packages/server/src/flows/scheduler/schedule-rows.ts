@@ -86,3 +86,18 @@ export function cronTriggers(flow: FlowRecord): { index: number; trigger: CronTr
   });
   return found;
 }
+
+/**
+ * How late a tick that fell due while the scheduler ran may still fire: a held-up process
+ * catches up; one stopped longer (a suspended machine) treats its ticks as missed.
+ */
+const MAX_LATE_MS = 60_000;
+
+/**
+ * Whether a due tick was missed (Flowgate was down) rather than late: due more than
+ * `tolerance` ago, and before the scheduler began (`startedAt`) or more than a minute ago.
+ */
+export function wasMissed(due: Due, now: number, tolerance: number, startedAt: number): boolean {
+  const late = now - due.dueAt;
+  return late > tolerance && (due.dueAt < startedAt || late > MAX_LATE_MS);
+}
