@@ -2,6 +2,7 @@ import type { EventTrigger, FlowNode } from '@flowgate/contracts';
 import type { Kysely, Transaction } from 'kysely';
 import { formatTopicFilter, parseTopicFilter, type ConsumerHandle, type EventBus } from '../bus/index.js';
 import { FlowgateError } from '../errors/index.js';
+import type { Clock } from '../kernel/index.js';
 import type { Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
 import { eventWaitKey, type WaitForEventConfig } from './components/index.js';
@@ -11,6 +12,8 @@ import { toRecord, type FlowRecord } from './flow.repository.js';
 import type { FlowsTables } from './flows.tables.js';
 import type { LifecyclePart } from './lifecycle.js';
 
+/** A stored definition with an event trigger (a cheap filter; each flow's triggers are read after). */
+const HAS_EVENT_TRIGGER = '%"type":"event"%';
 /** The lifecycle ack that says a flow's own groups were made ready for its current start. */
 const READY = 'events:ready';
 /** How long other processes wait for the process that took `flow.started` to make a flow ready. */
@@ -40,6 +43,7 @@ export class EventTriggers implements LifecyclePart {
     store: Store,
     private readonly bus: EventBus,
     private readonly engine: FlowEngine,
+    private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly syncMs = 2000,
   ) {
@@ -54,7 +58,7 @@ export class EventTriggers implements LifecyclePart {
   async prepare(flow: FlowRecord, trx: Transaction<FlowsTables>): Promise<void> {
     const named = groupsOf(flow).filter((g) => !g.own);
     if (named.length === 0) return;
-    const others = await trx.selectFrom('flows').selectAll().where('tenant', '=', flow.tenant).where('status', '=', 'active').where('id', '!=', flow.id).where('definition', 'like', '%"type":"event"%').execute();
+    const others = await trx.selectFrom('flows').selectAll().where('tenant', '=', flow.tenant).where('status', '=', 'active').where('id', '!=', flow.id).where('definition', 'like', HAS_EVENT_TRIGGER).execute();
     for (const { group, topic } of named) {
       for (const other of others.map(toRecord)) {
         const clash = groupsOf(other).find((g) => g.group === group && g.topic !== topic);
@@ -92,7 +96,7 @@ export class EventTriggers implements LifecyclePart {
     }
     await this.db
       .insertInto('flow_lifecycle_acks')
-      .values({ flow_id: flow.id, generation: flow.generation, part: READY, created_at: Date.now() })
+      .values({ flow_id: flow.id, generation: flow.generation, part: READY, created_at: this.clock.now() })
       .onConflict((oc) => oc.doNothing())
       .execute();
   }
@@ -131,7 +135,7 @@ export class EventTriggers implements LifecyclePart {
       .selectFrom('flows')
       .selectAll()
       .where('status', '=', 'active')
-      .where((eb) => eb.or([eb('definition', 'like', '%"type":"event"%'), eb('definition', 'like', '%"component":"wait-for-event"%')]))
+      .where((eb) => eb.or([eb('definition', 'like', HAS_EVENT_TRIGGER), eb('definition', 'like', '%"component":"wait-for-event"%')]))
       .execute();
     const flows = rows.map(toRecord);
     const ready = await this.readyFlows(flows);
@@ -178,7 +182,7 @@ export class EventTriggers implements LifecyclePart {
     const acked = new Set(acks.map((ack) => `${ack.flow_id} ${Number(ack.generation)}`));
     for (const flow of owning) {
       if (acked.has(`${flow.id} ${flow.generation}`)) ready.add(flow.id);
-      else if (Date.now() - flow.statusChangedAt > READY_GRACE_MS) {
+      else if (this.clock.now() - flow.statusChangedAt > READY_GRACE_MS) {
         await this.resetGroups(flow, false);
         ready.add(flow.id);
       }
