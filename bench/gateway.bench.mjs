@@ -21,6 +21,8 @@
 // BENCH_RATE_SECONDS (5), BENCH_ROUNDS (1: more runs every target again, interleaved, and
 // reports medians), BENCH_TARGETS (comma-separated names, default all: a subset writes
 // its results to the temp dir instead of bench/results),
+// BENCH_LOAD=wrk (the closed loops driven by wrk, one thread in a process of its own, instead
+// of autocannon in this one; Debian's package wrk),
 // BENCH_EXTRA=0 (skips the two extra Flowgate rows: access log off, and log level info),
 // BENCH_PROFILE=1 (a CPU profile of Flowgate's secured measured run, through node:inspector:
 // prints where the time goes and keeps the .cpuprofile in the temp dir; or a comma-separated
@@ -37,7 +39,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { cleanEnv, freePort, request, sleep } from './support/flowgate-server.mjs';
-import { cpuSeconds, machineBusySeconds, machineInfo, packageVersion, percentile, round } from './support/load.mjs';
+import { cpuSeconds, findWrk, machineBusySeconds, machineInfo, packageVersion, percentile, round, wrkLoop } from './support/load.mjs';
 
 const ROOT = join(import.meta.dirname, '..');
 const DIST = join(ROOT, 'packages/server/dist');
@@ -226,6 +228,10 @@ async function main() {
   const QUIET_CORES = 0.25;
   const RETRIES = Math.floor(num('BENCH_RETRIES', 2));
   const DISTURBED_CORES = 0.3;
+  const LOAD = process.env.BENCH_LOAD ?? 'autocannon';
+  if (!['autocannon', 'wrk'].includes(LOAD)) throw new Error(`BENCH_LOAD must be autocannon or wrk, got ${LOAD}`);
+  const wrk = LOAD === 'wrk' ? findWrk() : undefined;
+  if (LOAD === 'wrk' && !wrk) throw new Error('BENCH_LOAD=wrk: wrk not found (apt-get install wrk)');
   const ONLY = process.env.BENCH_TARGETS?.split(',').map((t) => t.trim()).filter(Boolean);
   if (!existsSync(join(DIST, 'create-flowgate.js'))) {
     console.error('gateway bench: packages/server/dist not found; run `npm run build` first (or `npm run bench:gateway`).');
@@ -352,6 +358,7 @@ async function main() {
    * (autocannon's own histogram keeps whole milliseconds only).
    */
   async function closedLoop(url, headers, seconds) {
+    if (LOAD === 'wrk') return wrkLoop(wrk, { url, headers, connections: CONNECTIONS, seconds });
     const lat = samples();
     const statuses = {};
     const instance = autocannon({ url, connections: CONNECTIONS, duration: seconds, headers, pipelining: 1, timeout: 10 });
@@ -683,7 +690,7 @@ http {
     const cpu = {
       targetSeconds: cpuSeconds(server.pid, server.withChildren) - cpu0.target,
       upstreamSeconds: target.isUpstream ? 0 : cpuSeconds(upstream.pid) - cpu0.upstream,
-      loadGeneratorSeconds: (loadCpu.user + loadCpu.system) / 1e6,
+      loadGeneratorSeconds: (loadCpu.user + loadCpu.system) / 1e6 + (run.loadCpuSeconds ?? 0),
       machineSeconds: machineBusySeconds() - cpu0.machine,
       idleBusyCores,
     };
@@ -972,7 +979,10 @@ http {
     memorySeconds: MEMORY_SECONDS,
     upstreamBodyBytes: Buffer.byteLength(BODY),
     requestHeaders: 'authorization: Bearer <service-account token> and a fixed traceparent, to every target',
-    loadGenerator: `autocannon ${version('autocannon')}, closed loop, pipelining 1, in the orchestrator process (one thread); latencies recorded per response in ms (float)`,
+    loadGenerator:
+      LOAD === 'wrk'
+        ? `${((r) => r.stdout || r.stderr)(spawnSync(wrk, ['-v'], { encoding: 'utf8' })).split('\n')[0].trim()}, closed loop, one thread, a process of its own; latencies from its histogram (µs); statuses counted as < 400 and >= 400 only`
+        : `autocannon ${version('autocannon')}, closed loop, pipelining 1, in the orchestrator process (one thread); latencies recorded per response in ms (float)`,
     nginx: nginx.skipped ? { skipped: nginx.skipped } : { version: nginx.version, workerProcesses: 1, upstreamKeepalive: 64, accessLog: 'off' },
     flowgate: { logLevel: 'warn', accessLog: 'default (on; info lines, so not written at warn)', processEach: 'a fresh process per row, same data dir and port', execArgv: '--expose-gc (used only by the memory phase)' },
   };

@@ -1,4 +1,4 @@
-// Load drivers and statistics for the flows bench: autocannon's closed loop (the HTTP rows),
+// Load drivers and statistics for the benches: autocannon's or wrk's closed loop (the HTTP rows),
 // a closed loop whose "answer" is an execution's completion, and a paced open loop.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -47,6 +47,86 @@ export async function autocannonLoop(autocannon, { url, method = 'POST', headers
   const result = await instance;
   const answered = Object.values(statuses).reduce((a, b) => a + b, 0);
   return { seconds: result.duration, ok: lat.length, reqPerSec: lat.length / result.duration, non2xx: answered - lat.length, errors: result.errors, timeouts: result.timeouts, statuses, ...stats(lat) };
+}
+
+/** CPU seconds of this process's children that have exited and been reaped (/proc/self/stat cutime + cstime). */
+function reapedChildrenSeconds() {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / CLK_TCK;
+}
+
+/** wrk's path, or undefined (Debian's package `wrk`). */
+export function findWrk() {
+  try {
+    return execFileSync('sh', ['-c', 'command -v wrk'], { encoding: 'utf8' }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// Printed by wrk's done() hook: its HdrHistogram of every answer's latency (µs) and its counts.
+const WRK_SCRIPT = `
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK-RESULT {"requests":%d,"durationUs":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50Us":%d,"p90Us":%d,"p99Us":%d,"maxUs":%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+`;
+
+/**
+ * Closed loop with wrk (C, one thread, its own process): `connections` connections, each
+ * sending its next request when the answer to the last one arrived, for `seconds` (whole
+ * seconds). Latencies come from wrk's histogram (µs). wrk tells answers with status ≥ 400
+ * apart from the others but not each status (a Lua `response` hook would, at a cost per
+ * answer that would make the load generator the bottleneck), so `statuses` has two classes.
+ * `loadCpuSeconds` is wrk's CPU time.
+ */
+export async function wrkLoop(wrk, { url, method = 'GET', headers = {}, body, connections, seconds }) {
+  const { spawn } = await import('node:child_process');
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(os.tmpdir(), 'flowgate-wrk-'));
+  const script = join(dir, 'load.lua');
+  const request = [`wrk.method = ${JSON.stringify(method)}`, body === undefined ? '' : `wrk.body = ${JSON.stringify(typeof body === 'string' ? body : JSON.stringify(body))}`].join('\n');
+  writeFileSync(script, `${request}\n${WRK_SCRIPT}`);
+  const args = ['-t1', `-c${connections}`, `-d${Math.max(1, Math.round(seconds))}s`, '--timeout', '10s', '-s', script];
+  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
+  args.push(url);
+  const cpu0 = reapedChildrenSeconds();
+  const out = await new Promise((resolve, reject) => {
+    const child = spawn(wrk, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (c) => (text += c));
+    child.stderr.on('data', (c) => (text += c));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}: ${text.trim().slice(-500)}`))));
+  });
+  const loadCpuSeconds = reapedChildrenSeconds() - cpu0;
+  rmSync(dir, { recursive: true, force: true });
+  const line = out.split('\n').find((l) => l.startsWith('WRK-RESULT '));
+  if (!line) throw new Error(`wrk printed no result: ${out.trim().slice(-500)}`);
+  const r = JSON.parse(line.slice('WRK-RESULT '.length));
+  const duration = r.durationUs / 1e6;
+  const non2xx = r.status;
+  const ok = r.requests - non2xx;
+  const ms = (us) => round(us / 1000, 3);
+  return {
+    seconds: duration,
+    ok,
+    reqPerSec: ok / duration,
+    answered: r.requests,
+    non2xx,
+    errors: r.connect + r.read + r.write,
+    timeouts: r.timeout,
+    statuses: { '<400': ok, '>=400': non2xx },
+    p50Ms: ms(r.p50Us),
+    p90Ms: ms(r.p90Us),
+    p99Ms: ms(r.p99Us),
+    maxMs: ms(r.maxUs),
+    loadCpuSeconds,
+  };
 }
 
 /** One kept-alive connection that posts JSON and answers {status, body, ms}. */
