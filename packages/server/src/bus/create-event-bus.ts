@@ -35,6 +35,6 @@ export async function createEventBus(options: CreateEventBusOptions): Promise<Ev
 
 function openBackend(options: CreateEventBusOptions): Promise<BusBackend> {
   const { config, store, clock, logger } = options;
-  if (config.url) return connectNatsBusBackend({ url: config.url, clock, logger });
+  if (config.url) return connectNatsBusBackend({ url: config.url, prefix: config.prefix, clock, logger });
   return Promise.resolve(new EmbeddedBusBackend({ store, clock, logger }));
 }

@@ -117,6 +117,11 @@ export const ConfigSchema = Type.Object(
             description: 'nats://host:port for NATS JetStream (scale-out); default: the embedded log in the state store',
           }),
         ),
+        prefix: Type.String({
+          pattern: '^[a-z0-9][a-z0-9_-]{0,31}$',
+          default: 'fg',
+          description: "With NATS: the start of every stream and subject name, so several Flowgate deployments can share one NATS server",
+        }),
         publishRate: Type.Integer({ minimum: 0, default: 0, description: 'Events per second a tenant may publish; 0 = no limit' }),
         maxBacklog: Type.Integer({ minimum: 0, default: 0, description: "Unhandled events of a tenant's slowest group before publishing is refused; 0 = no limit" }),
         lagIntervalMs: Type.Integer({ minimum: 100, default: 5000, description: 'How often consumer lag is sampled' }),

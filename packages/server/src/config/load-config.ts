@@ -32,6 +32,7 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_BOOTSTRAP_CLIENT_ID: { path: 'iam.bootstrap.clientId', kind: 'string' },
   FLOWGATE_BOOTSTRAP_CLIENT_SECRET: { path: 'iam.bootstrap.clientSecret', kind: 'string' },
   FLOWGATE_BUS_URL: { path: 'bus.url', kind: 'string' },
+  FLOWGATE_BUS_PREFIX: { path: 'bus.prefix', kind: 'string' },
   FLOWGATE_BUS_PUBLISH_RATE: { path: 'bus.publishRate', kind: 'integer' },
   FLOWGATE_BUS_MAX_BACKLOG: { path: 'bus.maxBacklog', kind: 'integer' },
   FLOWGATE_AUDIT_RETENTION_DAYS: { path: 'audit.retentionDays', kind: 'integer' },

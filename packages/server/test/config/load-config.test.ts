@@ -118,6 +118,11 @@ describe('loadConfig', () => {
       const error = expectConfigError({ FLOWGATE_DATABASE_URL: 'mysql://db' });
       expect(error.message).toContain('FLOWGATE_DATABASE_URL');
     });
+
+    it('a NATS prefix that cannot name a stream names FLOWGATE_BUS_PREFIX', () => {
+      const error = expectConfigError({ FLOWGATE_BUS_URL: 'nats://127.0.0.1:4222', FLOWGATE_BUS_PREFIX: 'Prod.East' });
+      expect(error.message).toContain('FLOWGATE_BUS_PREFIX');
+    });
   });
 
   describe('the YAML file', () => {
