@@ -175,6 +175,12 @@ export const ConfigSchema = Type.Object(
         leaseMs: Type.Integer({ minimum: 200, maximum: 3_600_000, default: 30_000, description: "How long a running step is leased: after a crash, its steps run again this long after the last renewal" }),
         maxInFlight: Type.Integer({ minimum: 1, maximum: 10_000, default: 256, description: 'Steps one process runs at once' }),
         pollMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 200, description: 'How often each process looks for due steps that nothing announced (retries, other processes)' }),
+        eventSyncMs: Type.Integer({
+          minimum: 100,
+          maximum: 60_000,
+          default: 2000,
+          description: "How often each process brings its event trigger subscriptions in line with the active flows (a flow started or stopped on another process)",
+        }),
         stepTimeoutMs: Type.Integer({ minimum: 1, maximum: 86_400_000, default: 60_000, description: "Step timeout for nodes and flows that set none" }),
         componentsDir: Type.Optional(Type.String({ minLength: 1, description: 'Folder of custom components (compiled .js/.mjs modules using defineComponent), loaded at start' })),
         retentionDays: Type.Integer({ minimum: 0, maximum: 36_500, default: 30, description: 'Days finished executions (and their steps) are kept; 0 = for ever' }),

@@ -48,6 +48,7 @@ export const ENV_KEYS: Readonly<Record<string, { path: string; kind: EnvKind }>>
   FLOWGATE_FLOWS_LEASE_MS: { path: 'flows.leaseMs', kind: 'integer' },
   FLOWGATE_FLOWS_MAX_IN_FLIGHT: { path: 'flows.maxInFlight', kind: 'integer' },
   FLOWGATE_FLOWS_POLL_MS: { path: 'flows.pollMs', kind: 'integer' },
+  FLOWGATE_FLOWS_EVENT_SYNC_MS: { path: 'flows.eventSyncMs', kind: 'integer' },
   FLOWGATE_FLOWS_STEP_TIMEOUT_MS: { path: 'flows.stepTimeoutMs', kind: 'integer' },
   FLOWGATE_FLOWS_RETENTION_DAYS: { path: 'flows.retentionDays', kind: 'integer' },
   FLOWGATE_FLOWS_RETENTION_INTERVAL_MS: { path: 'flows.retentionIntervalMs', kind: 'integer' },

@@ -93,7 +93,7 @@ export async function createFlows(deps: FlowsDeps): Promise<Flows> {
   components.register(subflowComponent(subflowsOf(repository, engine)));
   const webhooks = new WebhookPart(store, clock);
   const scheduler = new CronScheduler(store, clock, logger, engine, { registry: deps.registry });
-  const events = new EventTriggers(store, bus, engine, clock, logger);
+  const events = new EventTriggers(store, bus, engine, clock, logger, config.flows.eventSyncMs);
   const lifecycle = new FlowLifecycle({
     store,
     bus,

@@ -2,7 +2,7 @@ import type { EventTrigger, FlowNode } from '@flowgate/contracts';
 import type { Kysely, Transaction } from 'kysely';
 import { formatTopicFilter, parseTopicFilter, type ConsumerHandle, type EventBus } from '../bus/index.js';
 import { FlowgateError } from '../errors/index.js';
-import type { Clock } from '../kernel/index.js';
+import { TurnBatch, type Clock } from '../kernel/index.js';
 import type { Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
 import { eventWaitKey, type WaitForEventConfig } from './components/index.js';
@@ -35,6 +35,8 @@ export class EventTriggers implements LifecyclePart {
   readonly name = 'events';
   private readonly db: Kysely<FlowsTables>;
   private readonly subscriptions = new Map<string, ConsumerHandle>();
+  /** The generation of each flow active now, by id; the lookups of one turn share one read. */
+  private readonly activeNow = new TurnBatch<string, number>((ids) => this.activeGenerations(ids));
   private timer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;
   private closed = false;
@@ -190,12 +192,21 @@ export class EventTriggers implements LifecyclePart {
     return ready;
   }
 
+  private async activeGenerations(ids: readonly string[]): Promise<Map<string, number>> {
+    const rows = await this.db.selectFrom('flows').select(['id', 'generation']).where('id', 'in', ids).where('status', '=', 'active').execute();
+    return new Map(rows.map((row) => [row.id, Number(row.generation)]));
+  }
+
   private subscribe(key: string, { flow, trigger, group, node }: Wanted): Promise<ConsumerHandle> {
     // A group made now starts when the flow became active: only what comes while it is triggers it.
     const startAt = { kind: 'time', time: flow.statusChangedAt } as const;
     if (trigger) {
       return this.bus.subscribe({ tenant: flow.tenant, group, filter: trigger.topic, startAt }, async (event) => {
-        if (!this.subscriptions.has(key)) throw new Error('the flow is no longer active');
+        // A flow stopped on another process is still subscribed here until the next sync:
+        // the store says whether it is still active in this start. An event handed back
+        // stays in its group: a named group reads it at the next start; an own group moves
+        // past it then (only what comes while the flow is active triggers it).
+        if (!this.subscriptions.has(key) || (await this.activeNow.load(flow.id)) !== flow.generation) throw new Error('the flow is no longer active');
         await this.engine.start(flow, { input: event, trigger: 'event', idempotencyKey: `event:${event.id}`, traceparent: event.headers.traceparent });
       });
     }

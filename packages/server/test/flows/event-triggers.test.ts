@@ -5,11 +5,15 @@
  * reads with another topic fails its start, naming both, without stopping anyone else's
  * triggers.
  */
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../support/bus.js';
+import { connectNatsBusBackend } from '../../src/bus/index.js';
+import { systemClock } from '../../src/kernel/index.js';
+import { TEST_NATS_URL, waitFor } from '../support/bus.js';
 import { api } from '../support/http.js';
 import { createTenant, type TenantOwner } from '../support/iam.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { PG_URL, startTestServer, type TestServer } from '../support/server.js';
 
 type Json = Record<string, unknown>;
 
@@ -118,5 +122,55 @@ describe.each(['sqlite', 'postgres'] as const)('event triggers on %s', (store) =
     await publish(other, 'pay.done', 3);
     await waitFor('every trigger to run', async () => (await ran(acme, flow)).length === 1 && (await ran(acme, first)).length === 1 && (await ran(other, elsewhere)).length === 1, 20_000);
     expect(await ran(acme, flow)).toEqual([1]);
+  });
+});
+
+describe('event triggers with two instances (PostgreSQL and NATS)', () => {
+  let first: TestServer;
+  let second: TestServer | undefined;
+  let acme: TenantOwner;
+
+  // Neither instance syncs its subscriptions on a timer during the test: each subscribes at
+  // its start, and the one that takes `flow.stopping` drops its subscription at once, so
+  // the other is left subscribed to a stopped flow (as it is for up to 2 s by default).
+  const prefix = `t${randomBytes(4).toString('hex')}`;
+  const settings = { flows: { pollMs: 20, eventSyncMs: 60_000 }, bus: { url: TEST_NATS_URL, prefix } };
+
+  beforeAll(async () => {
+    first = await startTestServer({ store: 'postgres', config: settings });
+    acme = await createTenant(first.url, 'events-two-instances');
+  });
+  afterAll(async () => {
+    await second?.close();
+    await first.close();
+    const nats = await connectNatsBusBackend({ url: TEST_NATS_URL, prefix, clock: systemClock, logger: pino({ level: 'silent' }) });
+    await nats.destroyAll();
+    await nats.close();
+  });
+
+  it('starts nothing for an event read, after the stop, by an instance still subscribed to the stopped flow', async () => {
+    const token = acme.token;
+    const created = await api(first.url, 'POST', '/api/v1/flows', {
+      token,
+      body: { name: 'stopped-elsewhere', triggers: [{ type: 'event', topic: 'orders.*' }], nodes: [{ id: 'note', component: 'transform', config: { expression: '{"n": payload.n}' } }], edges: [] },
+    });
+    const flow = created.body.id as string;
+    const status = async () => ((await api(first.url, 'GET', `/api/v1/flows/${flow}`, { token })).body as Json).status;
+    await api(first.url, 'POST', `/api/v1/flows/${flow}/start`, { token });
+    await waitFor('the flow to be active', async () => (await status()) === 'active');
+    const { schema, url } = first.flowgate.config.database;
+    const started = await startTestServer({ store: 'postgres', config: { ...settings, database: { url: url ?? PG_URL, schema }, secrets: { masterKey: first.flowgate.config.secrets.masterKey } } });
+    second = started;
+    const executions = async () => ((await api(first.url, 'GET', `/api/v1/executions?flow=${flow}&limit=100`, { token })).body.items as Json[]).length;
+    const publish = async (n: number) => expect((await api(first.url, 'POST', '/api/v1/topics/orders.created/events', { token, body: { payload: { n } } })).status).toBeLessThan(300);
+    await publish(1);
+    await waitFor('the event to run the flow', async () => (await executions()) === 1);
+
+    await api(first.url, 'POST', `/api/v1/flows/${flow}/stop`, { token });
+    await waitFor('the flow to stop', async () => (await status()) === 'inactive');
+    await publish(2);
+    const handedBack = async (server: TestServer) => Number(new RegExp(`flowgate_bus_handler_failures_total\\{group="flow-${flow}"\\} (\\d+)`).exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+    await waitFor('the event to reach the instance still subscribed', async () => (await handedBack(first)) + (await handedBack(started)) > 0 || (await executions()) > 1);
+    expect(await executions()).toBe(1);
   });
 });
