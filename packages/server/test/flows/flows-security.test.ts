@@ -3,6 +3,7 @@
  * 169.254.169.254 or 127.0.0.1 is refused by default. Also: a secret used by a node never
  * shows in the execution record.
  */
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signBody } from '../../src/flows/index.js';
 import { waitFor } from '../support/bus.js';
@@ -87,6 +88,24 @@ describe('flows: signed webhooks, the outbound guard and secrets', () => {
     // Only the three that store it: an http header is resolved for the call alone.
     expect(errors.map((e) => e.path).sort()).toEqual(['nodes[0].config.input.key', 'nodes[1].config.payload.auth', 'nodes[3].config.match.value']);
     expect(errors[0]?.message).toMatch(/may not reference a secret/);
+  });
+
+  it("refuses a body sent without a Content-Length as soon as it passes the flow's limit, before the caller has finished sending", async () => {
+    const id = await activeFlow({ name: 'small-bodies', triggers: [{ type: 'webhook', maxBodyBytes: 1024 }], nodes: [{ id: 'a', component: 'transform', config: { expression: 'body' } }] });
+    const { port } = new URL(base);
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: `/hook/${id}`, headers: { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' } });
+    req.on('error', () => undefined);
+    const answered = new Promise<http.IncomingMessage>((resolve) => req.once('response', resolve));
+    // 2 KiB sent, and the request left open: a server reading on to its 10 MiB cap would never answer.
+    req.write('x'.repeat(2048));
+    const res = await Promise.race([answered, new Promise<undefined>((resolve) => setTimeout(resolve, 10_000, undefined))]);
+    req.destroy();
+    expect(res?.statusCode).toBe(413);
+    const chunks: Buffer[] = [];
+    for await (const chunk of res!) chunks.push(chunk as Buffer);
+    expect(res!.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.parse(Buffer.concat(chunks).toString('utf8'))).toMatchObject({ status: 413, detail: 'This webhook accepts bodies up to 1024 bytes.' });
+    expect((await api(base, 'GET', `/api/v1/executions?flow=${id}`, { token: acme.token })).body.items).toEqual([]);
   });
 
   it('accepts a signed webhook once and refuses its replay, a wrong signature and an old timestamp', async () => {

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FlowgateError } from '../../errors/index.js';
 import { sendProblem, type HttpApp } from '../../http/index.js';
@@ -38,17 +39,19 @@ declare module 'fastify' {
 export async function registerWebhookRoutes(app: HttpApp, options: WebhookRoutesOptions): Promise<void> {
   await app.register((instance, _options, done) => {
     const scope = instance as unknown as HttpApp;
-    // Any body, kept as bytes: the signature is computed over exactly what was sent.
+    // Any body, kept as bytes: the signature is computed over exactly what was sent. Read
+    // here rather than by fastify, whose limit is one per route: a body sent without a
+    // Content-Length is refused as soon as it passes its flow's limit, not after 10 MiB.
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: LARGEST_BODY }, (_request, body, done) => done(null, body));
+    scope.addContentTypeParser('*', (request, payload, done) => readBody(payload, bodyLimit(request.webhook), done));
 
     scope.addHook('onRequest', async (request, reply) => {
       const { flowId } = request.params as { flowId?: string };
       const served = flowId ? await options.webhooks.served(flowId) : undefined;
       if (!served) return sendProblem(request, reply, new FlowgateError('FLOWGATE_ERR_RESOURCE_NOT_FOUND', 'No active flow has a webhook here.'));
-      const limit = served.trigger.maxBodyBytes ?? DEFAULT_MAX_BODY;
+      const limit = bodyLimit(served);
       const length = Number(request.headers['content-length'] ?? 0);
-      if (length > limit) return sendProblem(request, reply, new FlowgateError('FLOWGATE_ERR_REQUEST_TOO_LARGE', `This webhook accepts bodies up to ${limit} bytes.`));
+      if (length > limit) return sendProblem(request, reply, tooLarge(limit));
       request.webhook = served;
       return undefined;
     });
@@ -68,8 +71,6 @@ async function accept(request: FastifyRequest, reply: FastifyReply, options: Web
   const served = request.webhook!;
   const { flow, trigger } = served;
   const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-  const limit = trigger.maxBodyBytes ?? DEFAULT_MAX_BODY;
-  if (raw.length > limit) throw new FlowgateError('FLOWGATE_ERR_REQUEST_TOO_LARGE', `This webhook accepts bodies up to ${limit} bytes.`);
 
   if (trigger.hmac) {
     const key = await options.secrets(flow.tenant, trigger.hmac.secret).catch(() => undefined);
@@ -110,6 +111,42 @@ async function accept(request: FastifyRequest, reply: FastifyReply, options: Web
   throw new FlowgateError('FLOWGATE_ERR_WEBHOOK_TIMEOUT', `The flow did not answer within ${trigger.timeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS} ms; execution ${execution.id} goes on.`, {
     extensions: { execution_id: execution.id },
   });
+}
+
+/** The largest body a served webhook takes (its flow's setting, else 1 MiB; never over 10 MiB). */
+function bodyLimit(served: ServedWebhook | undefined): number {
+  return Math.min(served?.trigger.maxBodyBytes ?? DEFAULT_MAX_BODY, LARGEST_BODY);
+}
+
+function tooLarge(limit: number): FlowgateError {
+  return new FlowgateError('FLOWGATE_ERR_REQUEST_TOO_LARGE', `This webhook accepts bodies up to ${limit} bytes.`);
+}
+
+/** Reads a body up to `limit` bytes; one byte more ends the read with request-too-large, the rest left unread. */
+function readBody(payload: Readable, limit: number, done: (error: Error | null, body?: Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const finish = (error: Error | null, body?: Buffer) => {
+    payload.removeListener('data', onData);
+    payload.removeListener('end', onEnd);
+    payload.removeListener('error', onError);
+    done(error, body);
+  };
+  const onData = (chunk: Buffer | string) => {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    size += bytes.length;
+    if (size > limit) finish(tooLarge(limit));
+    else chunks.push(bytes);
+  };
+  const onEnd = () => finish(null, Buffer.concat(chunks, size));
+  const onError = (error: Error & { statusCode?: number }) => {
+    if (!(typeof error.statusCode === 'number' && error.statusCode >= 400)) error.statusCode = 400;
+    finish(error);
+  };
+  payload.on('data', onData);
+  payload.on('end', onEnd);
+  payload.on('error', onError);
+  payload.resume();
 }
 
 /** JSON and form bodies become objects; anything else is passed on as text. */
