@@ -17,6 +17,15 @@ export interface LogTopic {
 const INSERT_CHUNK = 500;
 /** Events per group-commit transaction; a larger backlog takes several. */
 const MAX_BATCH = 4000;
+/**
+ * How far an event's stamp (`created_at`) may run ahead of a later seq's: stamps are made
+ * just before the insert that gives the seq (a group commit's wait), by the publishing
+ * process's clock (processes sharing PostgreSQL differ by their clocks' skew). Ten seconds
+ * is far more than either; the searches of a time read this much of the log's tail.
+ */
+const STAMP_DISORDER_MS = 10_000;
+/** How close below its answer {@link EventLog.stampedBefore}'s search stops (in seqs). */
+const PROBE_SPAN = 256;
 /** The advisory-lock key that orders appends on PostgreSQL. */
 const APPEND_LOCK = 'flowgate.bus.append';
 
@@ -238,14 +247,41 @@ export class EventLog {
       case 'seq':
         return Math.max(0, position.seq - 1);
       case 'time': {
-        const row = await this.db
+        const first = await this.db
           .selectFrom('bus_log_events')
-          .select((eb) => eb.fn.min('seq').as('min'))
+          .select('seq')
+          .where('seq', '>', await this.stampedBefore(position.time))
           .where('created_at', '>=', position.time)
+          .orderBy('seq')
+          .limit(1)
           .executeTakeFirst();
-        return row?.min === null || row?.min === undefined ? this.lastSeq() : Number(row.min) - 1;
+        return first ? Number(first.seq) - 1 : this.lastSeq();
       }
     }
+  }
+
+  /**
+   * A seq up to which every event is stamped before `time`, close below the first event
+   * stamped at or after it (0 when no event is stamped long enough before `time`). There
+   * is no index on created_at (it would cost every append a write), but seq follows the
+   * stamps, out of order by at most {@link STAMP_DISORDER_MS}: so any event stamped that
+   * long before `time` is such a seq, and a binary search over seq (a few primary-key
+   * lookups) finds one within {@link PROBE_SPAN} seqs of the last.
+   */
+  private async stampedBefore(time: number): Promise<number> {
+    const before = time - STAMP_DISORDER_MS;
+    const from = (seq: number) => this.db.selectFrom('bus_log_events').select(['seq', 'created_at']).where('seq', '>=', seq).orderBy('seq').limit(1).executeTakeFirst();
+    const oldest = await from(0);
+    if (!oldest || Number(oldest.created_at) >= before) return 0;
+    let low = Number(oldest.seq);
+    let high = (await this.lastSeq()) + 1;
+    while (high - low > PROBE_SPAN) {
+      const middle = Math.floor((low + high) / 2);
+      const row = await from(middle);
+      if (row && Number(row.seq) < high && Number(row.created_at) < before) low = Number(row.seq);
+      else high = middle;
+    }
+    return low;
   }
 
   async read(query: ReadQuery): Promise<StoredEvent[]> {
@@ -254,7 +290,7 @@ export class EventLog {
     let select = this.db.selectFrom('bus_log_events').select(['seq', 'body']).where('topic_id', '=', topic.id);
     if (query.from.kind === 'latest') return [];
     if (query.from.kind === 'seq') select = select.where('seq', '>=', query.from.seq);
-    if (query.from.kind === 'time') select = select.where('created_at', '>=', query.from.time);
+    if (query.from.kind === 'time') select = select.where('seq', '>', await this.stampedBefore(query.from.time)).where('created_at', '>=', query.from.time);
     const rows = await select.orderBy('seq').limit(query.limit).execute();
     return rows.map((r) => toStored(Number(r.seq), topic, r.body));
   }
