@@ -28,8 +28,8 @@ export interface BusBackend {
   watch(spec: WatchSpec, onEvent: (event: StoredEvent) => void): Promise<ConsumerHandle>;
   /** Moves a group back or forward (replay); deliveries in flight are forgotten. */
   seek(group: GroupRef, to: Position): Promise<void>;
-  /** The groups of a tenant (or every group) with their lag per tenant. */
-  groups(filter: { readonly tenant?: string }): Promise<GroupState[]>;
+  /** The groups of a tenant (or every group), or of one name, with their lag per tenant. */
+  groups(filter: GroupFilter): Promise<GroupState[]>;
   /** Deletes a group and its positions. */
   deleteGroup(group: GroupRef): Promise<boolean>;
   /** Drops a topic's events beyond its retention and gives the space back. */
@@ -83,6 +83,12 @@ export interface ReadQuery {
   readonly topic: string;
   readonly from: Position;
   readonly limit: number;
+}
+
+/** Which groups {@link BusBackend.groups} describes: a tenant's, or those of one name (each of which costs a lag count). */
+export interface GroupFilter {
+  readonly tenant?: string;
+  readonly name?: string;
 }
 
 /** A consumer group: its name is unique within its tenant, or among platform groups. */

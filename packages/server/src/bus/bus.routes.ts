@@ -175,7 +175,7 @@ export async function registerBusRoutes(app: HttpApp, { bus }: BusRoutesOptions)
       const tenant = callerOf(request).tenant;
       const name = request.params.group;
       await bus.seek({ tenant, name }, seekPosition(request.body));
-      const state = (await bus.groups({ tenant })).find((g) => g.name === name);
+      const [state] = await bus.groups({ tenant, name });
       if (!state) throw groupNotFound(name);
       return groupView(state, tenant);
     },

@@ -5,7 +5,7 @@ import { FlowgateError } from '../errors/index.js';
 import { isoTime, newId, runPeriodically, type Clock } from '../kernel/index.js';
 import { formatTraceparent, startSpan, type Logger } from '../observability/index.js';
 import type { Store } from '../storage/index.js';
-import type { BusBackend, ConsumerHandle, Delivery, GroupRef, GroupState, NewEvent, Position, StoredEvent } from './bus-backend.js';
+import type { BusBackend, ConsumerHandle, Delivery, GroupFilter, GroupRef, GroupState, NewEvent, Position, StoredEvent } from './bus-backend.js';
 import { OutboxRelay } from './outbox-relay.js';
 import { TenantQuotas, type BusQuotas } from './tenant-quotas.js';
 import { parseTopicFilter, type TopicFilter } from './topic-filter.js';
@@ -276,7 +276,7 @@ export class EventBus {
     return this.options.backend.seek(group, to);
   }
 
-  groups(filter: { readonly tenant?: string }): Promise<GroupState[]> {
+  groups(filter: GroupFilter): Promise<GroupState[]> {
     return this.options.backend.groups(filter);
   }
 

@@ -3,7 +3,7 @@
  * letters, on the embedded log in the state store or on NATS JetStream.
  */
 export { EventBus, type EventBusOptions, type PublishItem, type PublishOptions, type SubscribeOptions, type DeliveryContext, type EventHandler } from './event-bus.js';
-export type { BusBackend, BusCapabilities, ConsumerHandle, Delivery, GroupRef, GroupSpec, GroupState, NewEvent, Position, StoredEvent, TenantLag } from './bus-backend.js';
+export type { BusBackend, BusCapabilities, ConsumerHandle, Delivery, GroupFilter, GroupRef, GroupSpec, GroupState, NewEvent, Position, StoredEvent, TenantLag } from './bus-backend.js';
 export { EmbeddedBusBackend } from './backends/embedded/embedded-bus-backend.js';
 export { NatsBusBackend, connectNatsBusBackend } from './backends/nats/nats-bus-backend.js';
 export { busMigrations, type BusTables } from './bus.migrations.js';

@@ -89,9 +89,8 @@ export class EventTriggers implements LifecyclePart {
    * groups keep their position too (see {@link readyFlows}).
    */
   private async resetGroups(flow: FlowRecord, seek: boolean): Promise<void> {
-    const groups = await this.bus.groups({ tenant: flow.tenant });
     for (const { group, topic, own } of groupsOf(flow)) {
-      const existing = groups.find((g) => g.tenant === flow.tenant && g.name === group);
+      const [existing] = await this.bus.groups({ tenant: flow.tenant, name: group });
       if (!existing) continue;
       if (existing.filter !== formatTopicFilter(parseTopicFilter(topic))) await this.bus.deleteGroup({ tenant: flow.tenant, name: group });
       else if (own && seek) await this.bus.seek({ tenant: flow.tenant, name: group }, { kind: 'time', time: flow.statusChangedAt });

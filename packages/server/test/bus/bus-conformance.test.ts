@@ -335,6 +335,17 @@ describe.each(BUS_KINDS)('event bus on %s', (kind) => {
       await waitFor('zero lag', async () => (await t.bus.groups({ tenant }))[0]!.lag.every((l) => l.pending === 0));
     });
 
+    it('describes one group by name, with its lag, and no other', async () => {
+      await collect({ tenant, group: 'named-a', filter: 'na' });
+      await collect({ tenant, group: 'named-b', filter: 'nb' });
+      await t.bus.publishBatch(tenant, [1, 2].map((n) => ({ topic: 'nb', payload: n })));
+      const states = await t.bus.groups({ tenant, name: 'named-a' });
+      expect(states.map((g) => [g.name, g.filter])).toEqual([['named-a', 'na']]);
+      expect(await t.bus.groups({ tenant, name: 'named-c' })).toEqual([]);
+      expect((await t.bus.groups({ tenant: `${tenant}-other`, name: 'named-a' })).length).toBe(0);
+      expect((await t.bus.groups({ tenant })).map((g) => g.name).sort()).toEqual(['named-a', 'named-b']);
+    });
+
     it("counts a selective group's lag from its own topics only, among other topics' events", async () => {
       const held: DeliveryContext[] = [];
       await collect({ tenant, group: 'picky', filter: 'picked', manualAck: true, maxInFlight: 1 }, (_e, context) => void held.push(context));

@@ -9,6 +9,7 @@ import type {
   BusCapabilities,
   ConsumerHandle,
   Delivery,
+  GroupFilter,
   GroupRef,
   GroupSpec,
   GroupState,
@@ -188,9 +189,10 @@ export class EmbeddedBusBackend implements BusBackend {
     }
   }
 
-  async groups(filter: { readonly tenant?: string }): Promise<GroupState[]> {
+  async groups(filter: GroupFilter): Promise<GroupState[]> {
     let query = this.db.selectFrom('bus_groups').selectAll();
     if (filter.tenant !== undefined) query = query.where('scope', '=', filter.tenant);
+    if (filter.name !== undefined) query = query.where('name', '=', filter.name);
     const rows = await query.orderBy('scope').orderBy('name').execute();
     const now = this.options.clock.now();
     const states: GroupState[] = [];

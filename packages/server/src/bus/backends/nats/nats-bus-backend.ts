@@ -9,6 +9,7 @@ import type {
   BusCapabilities,
   ConsumerHandle,
   Delivery,
+  GroupFilter,
   GroupRef,
   GroupSpec,
   GroupState,
@@ -251,8 +252,8 @@ export class NatsBusBackend implements BusBackend {
     here?.reset();
   }
 
-  async groups(filter: { readonly tenant?: string }): Promise<GroupState[]> {
-    const records = await this.registry.list(filter.tenant);
+  async groups(filter: GroupFilter): Promise<GroupState[]> {
+    const records = (await this.registry.list(filter.tenant)).filter((r) => filter.name === undefined || r.name === filter.name);
     if (records.length === 0) return [];
     const streams = await this.streams.list(filter.tenant ?? null);
     const states: GroupState[] = [];
