@@ -42,7 +42,7 @@ export class EventTriggers implements LifecyclePart {
   private closed = false;
 
   constructor(
-    store: Store,
+    private readonly store: Store,
     private readonly bus: EventBus,
     private readonly engine: FlowEngine,
     private readonly clock: Clock,
@@ -53,18 +53,43 @@ export class EventTriggers implements LifecyclePart {
   }
 
   /**
-   * On `flow.starting`: a consumer group the flow names itself that another active flow of
-   * the tenant reads with another topic fails the start, naming both (the bus keeps one
-   * topic per group).
+   * On `flow.starting`: a consumer group the flow names itself that another flow of the
+   * tenant reads with another topic fails the start, naming both (the bus keeps one topic
+   * per group). The other flow is active, or starting with this part's answer given (its
+   * own `prepare` passed): of two flows started at once, the second to get here fails. The
+   * groups' names are locked until this answer commits, so the two cannot pass together.
    */
   async prepare(flow: FlowRecord, trx: Transaction<FlowsTables>): Promise<void> {
     const named = groupsOf(flow).filter((g) => !g.own);
     if (named.length === 0) return;
-    const others = await trx.selectFrom('flows').selectAll().where('tenant', '=', flow.tenant).where('status', '=', 'active').where('id', '!=', flow.id).where('definition', 'like', HAS_EVENT_TRIGGER).execute();
+    for (const group of [...new Set(named.map((g) => g.group))].sort()) await this.store.lockTransaction(trx as unknown as Kysely<unknown>, `bus-group:${flow.tenant}:${group}`);
+    const others = await trx
+      .selectFrom('flows')
+      .selectAll()
+      .where('tenant', '=', flow.tenant)
+      .where('id', '!=', flow.id)
+      .where('definition', 'like', HAS_EVENT_TRIGGER)
+      .where((eb) =>
+        eb.or([
+          eb('status', '=', 'active'),
+          eb.and([
+            eb('status', '=', 'starting'),
+            eb.exists(
+              eb
+                .selectFrom('flow_lifecycle_acks')
+                .select('flow_lifecycle_acks.flow_id')
+                .whereRef('flow_lifecycle_acks.flow_id', '=', 'flows.id')
+                .whereRef('flow_lifecycle_acks.generation', '=', 'flows.generation')
+                .where('flow_lifecycle_acks.part', '=', this.name),
+            ),
+          ]),
+        ]),
+      )
+      .execute();
     for (const { group, topic } of named) {
       for (const other of others.map(toRecord)) {
         const clash = groupsOf(other).find((g) => g.group === group && g.topic !== topic);
-        if (clash) throw new FlowgateError('FLOWGATE_ERR_BUS_GROUP_CONFLICT', `The consumer group "${group}" is read by the active flow "${other.name}" with the topic "${clash.topic}", not "${topic}".`);
+        if (clash) throw new FlowgateError('FLOWGATE_ERR_BUS_GROUP_CONFLICT', `The consumer group "${group}" is read by the ${other.status} flow "${other.name}" with the topic "${clash.topic}", not "${topic}".`);
       }
     }
   }

@@ -123,6 +123,16 @@ describe.each(['sqlite', 'postgres'] as const)('event triggers on %s', (store) =
     await waitFor('every trigger to run', async () => (await ran(acme, flow)).length === 1 && (await ran(acme, first)).length === 1 && (await ran(other, elsewhere)).length === 1, 20_000);
     expect(await ran(acme, flow)).toEqual([1]);
   });
+
+  it('starts one of two flows started at once that name one group with two topics, and fails the other', async () => {
+    const flows = [await create(acme, onEvent('together-a', 'gamma.*', 'together')), await create(acme, onEvent('together-b', 'delta.*', 'together'))];
+    await Promise.all(flows.map((id) => api(base, 'POST', `/api/v1/flows/${id}/start`, { token: acme.token })));
+    const settled = async () => Promise.all(flows.map(async (id) => (await statusOf(acme, id)).status as string));
+    await waitFor('both starts to end', async () => (await settled()).every((s) => s === 'active' || s === 'failed'));
+    const [a, b] = await Promise.all(flows.map((id) => statusOf(acme, id)));
+    expect([a!.status, b!.status].sort()).toEqual(['active', 'failed']);
+    expect((a!.status === 'failed' ? a : b)!.status_reason).toMatch(/"together".*"together-[ab]"/);
+  });
 });
 
 describe('event triggers with two instances (PostgreSQL and NATS)', () => {
