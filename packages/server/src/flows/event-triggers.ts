@@ -227,10 +227,15 @@ export class EventTriggers implements LifecyclePart {
     if (trigger) {
       return this.bus.subscribe({ tenant: flow.tenant, group, filter: trigger.topic, startAt }, async (event) => {
         // A flow stopped on another process is still subscribed here until the next sync:
-        // the store says whether it is still active in this start. An event handed back
-        // stays in its group: a named group reads it at the next start; an own group moves
-        // past it then (only what comes while the flow is active triggers it).
-        if (!this.subscriptions.has(key) || (await this.activeNow.load(flow.id)) !== flow.generation) throw new Error('the flow is no longer active');
+        // the store says whether it is still active in this start, and if not the sync is
+        // made now. An event handed back stays in its group: a named group reads it at the
+        // next start; an own group moves past it then (only what comes while the flow is
+        // active triggers it).
+        if (!this.subscriptions.has(key)) throw new Error('the flow is no longer active');
+        if ((await this.activeNow.load(flow.id)) !== flow.generation) {
+          setImmediate(() => void this.sync());
+          throw new Error('the flow is no longer active');
+        }
         await this.engine.start(flow, { input: event, trigger: 'event', idempotencyKey: `event:${event.id}`, traceparent: event.headers.traceparent });
       });
     }
