@@ -4,6 +4,9 @@
  * execution starts its flow's error flow; a concurrency limit queues what is over it, per
  * flow and per key; a `wait-for-event` step resumes on the matching event or times out.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/bus.js';
 import { api } from '../support/http.js';
@@ -19,15 +22,22 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
   let acme: TenantOwner;
   let upstream: FakeUpstream;
 
+  let componentsDir: string;
+
   beforeAll(async () => {
     upstream = await startUpstream();
-    server = await startTestServer({ store, config: { flows: { pollMs: 20 }, outbound: { allow: '127.0.0.1/32' } } });
+    // A custom component whose output JSON cannot hold.
+    componentsDir = await mkdtemp(join(tmpdir(), 'flowgate-compose-components-'));
+    await writeFile(join(componentsDir, 'package.json'), '{"type":"module"}');
+    await writeFile(join(componentsDir, 'counts.mjs'), "export default { name: 'counts', configSchema: { type: 'object' }, run: () => ({ n: 10n }) };");
+    server = await startTestServer({ store, config: { flows: { pollMs: 20, componentsDir }, outbound: { allow: '127.0.0.1/32' } } });
     base = server.url;
     acme = await createTenant(base, `compose-${store}`);
   });
   afterAll(async () => {
     await server.close();
     await upstream.close();
+    await rm(componentsDir, { recursive: true, force: true });
   });
 
   /** Creates a flow and starts it: manual runs and event waits need an active flow. */
@@ -65,6 +75,35 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     const children = await executionsOf(child);
     expect(children).toHaveLength(1);
     expect(children[0]).toMatchObject({ status: 'succeeded', trigger: 'subflow', parent_execution_id: done.id });
+  });
+
+  it('fails a step whose edge condition fails at run time, once, without calling its upstream again', async () => {
+    let calls = 0;
+    upstream.answer((_req, res) => {
+      calls += 1;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ total: 'n/a' }));
+    });
+    const flow = await create({
+      name: 'checks-total',
+      triggers: [{ type: 'manual' }],
+      nodes: [
+        { id: 'quote', component: 'http', config: { method: 'POST', url: `${upstream.url}/quote` } },
+        { id: 'big', component: 'transform', config: { expression: '{"big": true}' } },
+      ],
+      edges: [{ from: 'quote', to: 'big', condition: '$number(body.total) > 100' }],
+    });
+    const failed = await finished(await run(flow, {}));
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatchObject({ code: 'EXPRESSION_FAILED', node: 'quote' });
+    expect(calls).toBe(1);
+  });
+
+  it('fails a step whose output cannot be stored as JSON, instead of running it again', async () => {
+    const flow = await create(manual('counts-big', [{ id: 'count', component: 'counts' }]));
+    const failed = await finished(await run(flow, {}));
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatchObject({ code: 'OUTPUT_NOT_JSON', node: 'count' });
+    expect((failed.error as Json).message).toMatch(/BigInt/);
   });
 
   it("fails a subflow step with the child's failure, and a re-run re-runs the child from its failed step", async () => {

@@ -38,10 +38,19 @@ export class StepRunner {
     const phase = step.phase as Phase;
     const input = JSON.parse(step.input) as unknown;
     const bindings = { execution: { id: execution.id, flowId: execution.flow_id, trigger: execution.trigger } };
-    // A sleeper that is due: its output was recorded when it went to sleep.
-    if (step.output !== null) return this.succeeded(step, graph, phase, JSON.parse(step.output), undefined, bindings);
-    // A waiter that woke: resolved (a subflow ended, an event came), or its time ran out.
-    if (step.wait_state !== null) return this.woken(step, graph, phase, input, JSON.parse(step.wait_state) as WaitState, step.wait_key !== null, bindings);
+    // A sleeper that is due: its output was recorded when it went to sleep. A waiter that
+    // woke: resolved (a subflow ended, an event came), or its time ran out. Their component
+    // ran before: what fails now (an edge condition) fails the step, never runs it again.
+    if (step.output !== null || step.wait_state !== null) {
+      try {
+        return step.output !== null
+          ? await this.succeeded(step, graph, phase, JSON.parse(step.output), undefined, bindings)
+          : await this.woken(step, graph, phase, input, JSON.parse(step.wait_state!) as WaitState, step.wait_key !== null, bindings);
+      } catch (error) {
+        const failure = classify(error, new Set());
+        return { kind: 'failed', step, error: { code: failure.code, message: failure.message } };
+      }
+    }
     const revealed = new Set<string>();
     try {
       const timeoutMs = node.timeoutMs ?? definition.settings?.stepTimeoutMs ?? this.options.defaultStepTimeoutMs;
@@ -54,8 +63,11 @@ export class StepRunner {
         if (!component) throw new NonRetryableError(`The component "${name}" is not installed.`, 'COMPONENT_MISSING');
         return this.call(component, config, input, step, execution, stepSignal, bindings, revealed);
       });
-      if (isDirective(result)) return this.directed(step, graph, phase, result, input, bindings, revealed);
-      return this.succeeded(step, graph, phase, redact(result, revealed), undefined, bindings);
+      assertRecordable(result);
+      // Awaited here, so an edge condition that fails at run time fails the step like the
+      // component would, instead of leaving the step to run again when its lease lapses.
+      if (isDirective(result)) return await this.directed(step, graph, phase, result, input, bindings, revealed);
+      return await this.succeeded(step, graph, phase, redact(result, revealed), undefined, bindings);
     } catch (error) {
       const failure = classify(error, revealed);
       const retries = node.retries ?? definition.settings?.retries;
@@ -167,8 +179,21 @@ function classify(error: unknown, revealed: Set<string>): StepFailure {
   if (error instanceof RetryLaterError) return { code: error.code, message, retryable: true, delayMs: error.delayMs };
   if (error instanceof StepTimeoutError) return { code: 'STEP_TIMEOUT', message, retryable: true };
   const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && /^[ST]\d{4}$/.test(code)) return { code: 'EXPRESSION_FAILED', message, retryable: false }; // JSONata's own errors
+  // JSONata's own errors (syntax, type, dynamic): the same input fails the same way again.
+  if (typeof code === 'string' && /^[STD]\d{4}$/.test(code)) return { code: 'EXPRESSION_FAILED', message, retryable: false };
   return { code: 'STEP_FAILED', message, retryable: true };
+}
+
+/**
+ * Refuses what the store could not write as JSON (a BigInt, a cycle: a custom component's
+ * output), which would otherwise fail at commit and leave the step to run again for ever.
+ */
+function assertRecordable(value: unknown): void {
+  try {
+    JSON.stringify(value);
+  } catch (error) {
+    throw new NonRetryableError(`The step's output cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`, 'OUTPUT_NOT_JSON');
+  }
 }
 
 /** Removes revealed secret values from what is about to be stored. */
