@@ -171,5 +171,45 @@ describe('flows: signed webhooks, the outbound guard and secrets', () => {
       expect(allowed.logs.join('\n')).not.toContain('sk-live-very-secret-value');
       expect(allowed.audit.events.some((e) => e.action === 'secrets.read' && e.target === 'secret:crm_key' && e.actor === `flow:${id}`)).toBe(true);
     });
+
+    /** Runs a one-node flow made by the tenant `owner` through its webhook, and answers the finished execution. */
+    const runOnce = async (owner: TenantOwner, name: string, node: Record<string, unknown>) => {
+      const created = await api(allowed.url, 'POST', '/api/v1/flows', { token: owner.token, body: { name, triggers: [{ type: 'webhook' }], nodes: [{ id: 'only', ...node }], settings: { retries: { count: 0 } } } });
+      const id = created.body.id as string;
+      await api(allowed.url, 'POST', `/api/v1/flows/${id}/start`, { token: owner.token });
+      await waitFor('active', async () => (await api(allowed.url, 'GET', `/api/v1/flows/${id}`, { token: owner.token })).body.status === 'active');
+      const run = await api(allowed.url, 'POST', `/hook/${id}`, { body: {} });
+      let record: any;
+      await waitFor('the execution to finish', async () => {
+        record = await api(allowed.url, 'GET', `/api/v1/executions/${run.body.execution_id}`, { token: owner.token });
+        return ['succeeded', 'failed'].includes(record.body.status);
+      });
+      return record;
+    };
+
+    it("keeps a step's output whole when a secret also appears inside a number, redacting only the secret", async () => {
+      const owner = await createTenant(allowed.url, 'flows-sec3');
+      await api(allowed.url, 'POST', '/api/v1/secrets', { token: owner.token, body: { name: 'pin', value: '1234' } });
+      const record = await runOnce(owner, 'pin-and-order', { component: 'transform', config: { expression: '{"pin": "{{secrets.pin}}", "order": 912345}' } });
+      expect(record.body.status).toBe('succeeded');
+      expect(record.body.steps[0].output).toEqual({ pin: '[REDACTED]', order: 912345 });
+    });
+
+    it("redacts a secret an upstream's error answer echoes escaped, or cut short where the error quotes it", async () => {
+      const owner = await createTenant(allowed.url, 'flows-sec4');
+      const secret = 'Pa$$w0rd"2024\\x-long-enough';
+      await api(allowed.url, 'POST', '/api/v1/secrets', { token: owner.token, body: { name: 'pw', value: secret } });
+      // The error quotes the first 300 characters of the answer: the secret starts at 290.
+      upstream.answer((req, res) => {
+        const echoed = JSON.stringify({ seen: req.headers['x-pw'] });
+        res.writeHead(400, { 'content-type': 'application/json' }).end(`${echoed}${'p'.repeat(290 - echoed.length)}${String(req.headers['x-pw'])}`);
+      });
+      const record = await runOnce(owner, 'echoes-escaped', { component: 'http', config: { url: `${upstream.url}/login`, headers: { 'x-pw': '{{secrets.pw}}' } } });
+      expect(record.body.status).toBe('failed');
+      const message = record.body.error.message as string;
+      expect(message).toMatch(/answered 400/);
+      expect(message).toContain('[REDACTED]');
+      for (const piece of ['Pa$$w0rd', 'w0rd\\"2024', '2024']) expect(record.text).not.toContain(piece);
+    });
   });
 });

@@ -23,6 +23,8 @@ export interface StepRunnerOptions {
 }
 
 const REDACTED = '[REDACTED]';
+/** The shortest start of a secret, at the end of a text cut short, taken for the secret. */
+const MIN_SECRET_PREFIX = 4;
 
 /**
  * Runs one claimed step and says what it decided (a {@link StepOutcome}); it writes
@@ -174,7 +176,7 @@ class StepTimeoutError extends Error {
 }
 
 function classify(error: unknown, revealed: Set<string>): StepFailure {
-  const message = redactText(error instanceof Error ? error.message : String(error), revealed).slice(0, 2000);
+  const message = redactText(error instanceof Error ? error.message : String(error), revealed, true).slice(0, 2000);
   if (error instanceof NonRetryableError) return { code: error.code, message, retryable: false };
   if (error instanceof RetryLaterError) return { code: error.code, message, retryable: true, delayMs: error.delayMs };
   if (error instanceof StepTimeoutError) return { code: 'STEP_TIMEOUT', message, retryable: true };
@@ -196,19 +198,43 @@ function assertRecordable(value: unknown): void {
   }
 }
 
-/** Removes revealed secret values from what is about to be stored. */
+/**
+ * Removes revealed secret values from what is about to be stored: from every string (and
+ * key) of the value, and numbers that spell one. The value is walked, not its JSON text,
+ * so a secret that also appears inside a number or a key's escape cannot break the JSON.
+ */
 function redact<T>(value: T, revealed: Set<string>): T {
   if (revealed.size === 0 || value === undefined) return value;
-  const text = JSON.stringify(value);
-  if (text === undefined) return value;
-  return JSON.parse(redactText(text, revealed, true)) as T;
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return redactText(v, revealed);
+    if (typeof v === 'number' && revealed.has(String(v))) return REDACTED;
+    if (Array.isArray(v)) return v.map(walk);
+    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, item]) => [redactText(k, revealed), walk(item)]));
+    return v;
+  };
+  return walk(JSON.parse(JSON.stringify(value)) as unknown) as T;
 }
 
-function redactText(text: string, revealed: Set<string>, json = false): string {
+/**
+ * Removes revealed secrets from a text: as they are, and as an upstream may echo them
+ * (JSON-escaped, URL-encoded). In an error message (`cutShort`), also the start of one left
+ * at its end, or before its closing `…`, where a component cut the text short (an http
+ * error quoting a body).
+ */
+function redactText(text: string, revealed: Set<string>, cutShort = false): string {
   let out = text;
   for (const secret of revealed) {
-    const needle = json ? JSON.stringify(secret).slice(1, -1) : secret;
-    out = out.split(needle).join(REDACTED);
+    for (const form of new Set([secret, JSON.stringify(secret).slice(1, -1), encodeURIComponent(secret)])) {
+      out = out.split(form).join(REDACTED);
+      if (!cutShort) continue;
+      const body = out.endsWith('…') ? out.slice(0, -1) : out;
+      for (let k = form.length - 1; k >= MIN_SECRET_PREFIX; k--) {
+        if (body.endsWith(form.slice(0, k))) {
+          out = `${body.slice(0, -k)}${REDACTED}${out.slice(body.length)}`;
+          break;
+        }
+      }
+    }
   }
   return out;
 }
