@@ -13,11 +13,20 @@ export interface ExpressionProblem {
 const compiled = new Map<string, Expression>();
 const MAX_CACHED = 5000;
 
+/**
+ * JSONata's own guardrails, for every expression a flow runs. An evaluation holds the
+ * event loop until it ends (it awaits only microtasks), so no step timeout can stop it:
+ * without these, one tenant's runaway recursion or loop would stop the whole server, and
+ * a huge sequence would fill its memory. Each ends the evaluation with a JSONata error
+ * (D1012 timeout, D1011 depth, D2015 sequence length), which fails the step.
+ */
+export const EXPRESSION_LIMITS = { timeout: 1000, stack: 1000, sequence: 1_000_000 } as const;
+
 /** Compiles `text` once (kept in a bounded cache: flows reuse the same few expressions). */
 export function compileExpression(text: string): Expression {
   let expression = compiled.get(text);
   if (!expression) {
-    expression = jsonata(text);
+    expression = jsonata(text, EXPRESSION_LIMITS);
     setBounded(compiled, text, expression, MAX_CACHED);
   }
   return expression;

@@ -231,6 +231,16 @@ describe('transform, filter and branch', () => {
     expect(error.message).toMatch(/^The transform expression failed: /);
   });
 
+  it.each([
+    ['a recursion that never ends', '( $f := function($n){ $f($n + 1) }; $f(0) )', /Evaluation timeout after 1000 milliseconds/],
+    ['a loop too long to let other work run', '( $f := function($n){ $n > 20000000 ? $n : $f($n + 1) }; $f(0) )', /Evaluation timeout/],
+    ['a sequence of ten million items', '[1..10000000]', /maximum sequence length/],
+  ])('ends %s with an expression error instead of holding the server', async (_what, expression, message) => {
+    const error = await failure(run('transform', { expression }, order));
+    expect((error as NonRetryableError).code).toBe('EXPRESSION_FAILED');
+    expect(error.message).toMatch(message);
+  });
+
   it('filters: passes the input unchanged or drops it', async () => {
     expect(await run('filter', { condition: 'country = "DE"' }, order)).toBe(order);
     for (const condition of ['country = "FR"', 'missing', 'items[price > 100]']) {
