@@ -20,7 +20,9 @@ const validateShape = (input: unknown): input is FlowDefinition => {
   shapeValidator ??= new Ajv({ allErrors: true, strict: false }).compile<FlowDefinition>(FlowDefinitionSchema);
   return shapeValidator(input);
 };
-const schemaCompiler = new Ajv2020({ allErrors: true, strict: false, validateFormats: false });
+// `addUsedSchema: false`: a schema's `$id` is not registered, so two flows (of any tenants)
+// may use one `$id`, and a flow may be saved again.
+const schemaCompiler = new Ajv2020({ allErrors: true, strict: false, validateFormats: false, addUsedSchema: false });
 
 /**
  * Checks a definition's shape and meaning: JSONata expressions and config templates
@@ -57,6 +59,8 @@ export function checkDefinition(input: unknown, components: ComponentRegistry): 
     } else if (trigger.type === 'manual' && trigger.inputSchema) {
       try {
         schemaCompiler.compile(trigger.inputSchema);
+        // Only checked here: not kept (each save brings a new object).
+        schemaCompiler.removeSchema(trigger.inputSchema);
       } catch (error) {
         problems.push({ path: `${at}.inputSchema`, message: `is not a valid JSON Schema: ${(error as Error).message}` });
       }

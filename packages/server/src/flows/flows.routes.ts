@@ -37,7 +37,8 @@ const problems = problemResponses;
 const secured = bearerSecured;
 const tags = ['flows'];
 const DONE = { cancel: 'cancelled', pause: 'paused', resume: 'resumed', rerun: 'rerun' } as const;
-const inputSchemas = new Ajv2020({ allErrors: true, strict: false, validateFormats: false });
+// `addUsedSchema: false`: schemas are not registered by `$id`, which flows of several tenants may share.
+const inputSchemas = new Ajv2020({ allErrors: true, strict: false, validateFormats: false, addUsedSchema: false });
 /** Compiled input schemas by flow version: each run would otherwise compile (and Ajv keep) a fresh copy. */
 const inputValidators = new Map<string, ValidateFunction>();
 const MAX_INPUT_VALIDATORS = 1000;

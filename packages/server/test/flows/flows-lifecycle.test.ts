@@ -215,4 +215,24 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     const done = await finished(acme, run.body.id as string);
     expect(done).toMatchObject({ status: 'succeeded', output: 'a1', flow_version: 1, trigger: 'manual' });
   });
+
+  it('keeps input schemas with the same $id apart: saved again, and in two tenants, each checks and runs', async () => {
+    const definition = (required: string) => ({
+      name: 'with-schema-id',
+      triggers: [{ type: 'manual', inputSchema: { $id: 'https://example.com/order.json', type: 'object', required: [required] } }],
+      nodes: [{ id: 'echo', component: 'transform', config: { expression: '$' } }],
+    });
+    const mine = (await create(acme, definition('order'))).body.id as string;
+    expect((await api(base, 'PUT', `/api/v1/flows/${mine}`, { token: acme.token, body: definition('order') })).status).toBe(200);
+    const theirs = await create(other, definition('visit'));
+    expect(theirs.status).toBe(201);
+    for (const [owner, id, good, bad] of [
+      [acme, mine, { order: 1 }, { visit: 1 }],
+      [other, theirs.body.id as string, { visit: 1 }, { order: 1 }],
+    ] as const) {
+      await startAndWait(owner, id);
+      expect((await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: owner.token, body: { input: good } })).status).toBe(201);
+      expectProblem(await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: owner.token, body: { input: bad } }), 422, 'FLOWGATE_ERR_FLOW_INPUT_INVALID');
+    }
+  });
 });
