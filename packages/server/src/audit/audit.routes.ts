@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { API_SCOPES, AUDIT_SCOPES, AuditPageSchema, AuditQuerySchema, AuditVerifySchema, type AuditQueryParams, type AuditVerify } from '@flowgate/contracts';
 import type { FastifyRequest } from 'fastify';
 import { FlowgateError } from '../errors/index.js';
-import { bearerSecured, problemResponses, type HttpApp } from '../http/index.js';
+import { bearerSecured, problemResponses, queryTime, type HttpApp } from '../http/index.js';
 import { callerOf, principalHas } from '../iam/index.js';
 import { PLATFORM_SCOPE, type AuditQuery } from './audit-log.js';
 import type { AuditService } from './audit-service.js';
@@ -104,8 +104,8 @@ function scopeOf(request: FastifyRequest, query: AuditQueryParams): string {
 
 function filters(query: AuditQueryParams): Omit<AuditQuery, 'limit'> {
   return {
-    from: query.from !== undefined ? Date.parse(query.from) : undefined,
-    to: query.to !== undefined ? Date.parse(query.to) : undefined,
+    from: query.from !== undefined ? queryTime(query.from, 'from') : undefined,
+    to: query.to !== undefined ? queryTime(query.to, 'to') : undefined,
     action: query.action,
     actor: query.actor,
     outcome: query.outcome,

@@ -20,7 +20,7 @@ import {
 } from '@flowgate/contracts';
 import Type from 'typebox';
 import { FlowgateError } from '../errors/index.js';
-import { bearerSecured, problemResponses, type HttpApp } from '../http/index.js';
+import { bearerSecured, problemResponses, queryTime, type HttpApp } from '../http/index.js';
 import { callerOf } from '../iam/index.js';
 import { isoTime } from '../kernel/index.js';
 import type { GroupState, Position } from './bus-backend.js';
@@ -90,7 +90,7 @@ export async function registerBusRoutes(app: HttpApp, { bus }: BusRoutesOptions)
       const principal = callerFor(request, BUS_SCOPES.eventsRead, topic);
       const { from, since, limit = 100 } = request.query;
       if (from !== undefined && since !== undefined) throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', 'Give from or since, not both.');
-      const position: Position = from !== undefined ? { kind: 'seq', seq: from } : since !== undefined ? { kind: 'time', time: timeOf(since, 'since') } : { kind: 'earliest' };
+      const position: Position = from !== undefined ? { kind: 'seq', seq: from } : since !== undefined ? { kind: 'time', time: queryTime(since, 'since') } : { kind: 'earliest' };
       const events = await bus.read(principal.tenant, topic, position, limit);
       const last = events[events.length - 1];
       return { items: events.map((e) => ({ seq: e.seq, event: e.envelope })), next_from: last ? last.seq + 1 : null };
@@ -198,16 +198,10 @@ function singleHeader(value: string | string[] | undefined): string | undefined 
   return Array.isArray(value) ? value[0] : value;
 }
 
-function timeOf(text: string, field: string): number {
-  const time = Date.parse(text);
-  if (Number.isNaN(time)) throw new FlowgateError('FLOWGATE_ERR_REQUEST_INVALID', `${field} must be an ISO 8601 time such as 2025-01-31T12:00:00Z.`);
-  return time;
-}
-
 function seekPosition(body: SeekBody): Position {
   if ('to' in body) return { kind: body.to };
   if ('seq' in body) return { kind: 'seq', seq: body.seq };
-  return { kind: 'time', time: timeOf(body.time, 'time') };
+  return { kind: 'time', time: queryTime(body.time, 'time') };
 }
 
 function groupNotFound(name: string): FlowgateError {

@@ -16,7 +16,7 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { FlowgateError } from '../errors/index.js';
-import { bearerSecured, problemResponses, type HttpApp } from '../http/index.js';
+import { bearerSecured, problemResponses, queryTime, type HttpApp } from '../http/index.js';
 import { callerOf, principalHas } from '../iam/index.js';
 import type { AuditRecorder } from '../kernel/index.js';
 import { formatTraceparent } from '../observability/index.js';
@@ -208,7 +208,10 @@ export function registerFlowRoutes(app: HttpApp, options: FlowRoutesOptions): vo
       config: { scope: FLOW_SCOPES.read },
       schema: { ...secured, tags, summary: "Your tenant's executions, newest first", querystring: ExecutionListQuerySchema, response: { 200: ExecutionListSchema, ...problems(400, 401, 403) } },
     },
-    async (request) => queries.list(callerOf(request).tenant, request.query),
+    async (request) => {
+      const { since, until, ...rest } = request.query;
+      return queries.list(callerOf(request).tenant, { ...rest, since: since === undefined ? undefined : queryTime(since, 'since'), until: until === undefined ? undefined : queryTime(until, 'until') });
+    },
   );
 
   app.get(

@@ -2,3 +2,4 @@
 export { createHttpApp, acceptFormBodies, sendProblem, type HttpApp, type HttpAppOptions } from './create-http-app.js';
 export { registerHealthRoutes, type HealthDeps } from './health.routes.js';
 export { problemResponses, bearerSecured } from './route-schema.js';
+export { queryTime } from './query-time.js';

@@ -62,6 +62,14 @@ describe.each(['sqlite', 'postgres'] as const)('audit log on %s', (store) => {
     expect(other.body.items).toEqual([]);
   });
 
+  it('refuses a time its format admits but no date parser reads, naming the parameter', async () => {
+    for (const [query, field] of [['from=2026-12-07T00:00:00%2B00', 'from'], ['to=2026-12-31T23:59:60Z', 'to']]) {
+      const res = await api(base, 'GET', `/api/v1/audit?${query}`, { token: alpha.token });
+      expectProblem(res, 400, 'FLOWGATE_ERR_REQUEST_INVALID');
+      expect(res.body.detail).toMatch(new RegExp(`^${field} must be an ISO 8601 time`));
+    }
+  });
+
   it('stores an event delivered twice only once', async () => {
     const log = new AuditLog(server.flowgate.store, systemClock, createCheckpointSigner(server.flowgate.iam.keys), { checkpointEvery: 1000, checkpointMs: 600_000 });
     const event = { id: `twice-${store}`, time: new Date().toISOString(), action: 'test.delivered_twice', tenant: `once-${store}`, actor: 'tester', outcome: 'success' as const };

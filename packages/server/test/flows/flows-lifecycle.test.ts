@@ -216,6 +216,15 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     expect(done).toMatchObject({ status: 'succeeded', output: 'a1', flow_version: 1, trigger: 'manual' });
   });
 
+  it('refuses an execution time filter its format admits but no date parser reads, naming it', async () => {
+    for (const [query, field] of [['since=2026-12-07T00:00:00%2B00', 'since'], ['until=2026-12-31T23:59:60Z', 'until']]) {
+      const res = await api(base, 'GET', `/api/v1/executions?${query}`, { token: acme.token });
+      expectProblem(res, 400, 'FLOWGATE_ERR_REQUEST_INVALID');
+      expect(res.body.detail).toMatch(new RegExp(`^${field} must be an ISO 8601 time`));
+    }
+    expect((await api(base, 'GET', '/api/v1/executions?since=2026-12-07T00:00:00%2B00:00', { token: acme.token })).status).toBe(200);
+  });
+
   it('keeps input schemas with the same $id apart: saved again, and in two tenants, each checks and runs', async () => {
     const definition = (required: string) => ({
       name: 'with-schema-id',

@@ -12,8 +12,10 @@ export const SHOWN_BYTES = 64 * 1024;
 export interface ExecutionFilter {
   readonly status?: ExecutionStatus | undefined;
   readonly flow?: string | undefined;
-  readonly since?: string | undefined;
-  readonly until?: string | undefined;
+  /** Created at or after this time (epoch ms). */
+  readonly since?: number | undefined;
+  /** Created before this time (epoch ms). */
+  readonly until?: number | undefined;
   readonly cursor?: string | undefined;
   readonly limit?: number | undefined;
 }
@@ -35,8 +37,8 @@ export class ExecutionQueries {
       const ids = this.db.selectFrom('flows').select('id').where('tenant', '=', tenant).where((eb) => eb.or([eb('id', '=', flow), eb('name', '=', flow)]));
       query = query.where('flow_id', 'in', ids);
     }
-    if (filter.since) query = query.where('created_at', '>=', Date.parse(filter.since));
-    if (filter.until) query = query.where('created_at', '<', Date.parse(filter.until));
+    if (filter.since !== undefined) query = query.where('created_at', '>=', filter.since);
+    if (filter.until !== undefined) query = query.where('created_at', '<', filter.until);
     // Ids are UUIDv7: ordering by id is ordering by creation time.
     if (filter.cursor) query = query.where('id', '<', filter.cursor);
     const rows = await query.orderBy('id', 'desc').limit(limit + 1).execute();
