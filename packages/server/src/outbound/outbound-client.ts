@@ -58,10 +58,11 @@ export class OutboundClient {
     signal?.throwIfAborted();
     return new Promise<OutboundResponse>((resolveRequest, rejectRequest) => {
       // Settled once: by the answer, by an error, or by the caller's abort, whichever is first.
+      let req: http.ClientRequest | undefined;
       const onAbort = (): void => {
         // The signal's reason: an AbortError, or whatever the caller aborted with.
         reject(signal?.reason instanceof Error ? signal.reason : new DOMException('The request was aborted.', 'AbortError'));
-        req.destroy();
+        req?.destroy();
       };
       const resolve = (response: OutboundResponse): void => {
         signal?.removeEventListener('abort', onAbort);
@@ -72,24 +73,35 @@ export class OutboundClient {
         rejectRequest(error);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      const req = client.request(url, { method: init.method, headers: init.headers, lookup: this.lookup(url.origin), timeout: this.timeoutMs }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > this.maxBodyBytes) {
-            req.destroy(new FlowgateError('FLOWGATE_ERR_OUTBOUND_FAILED', `${url.origin} answered with more than ${this.maxBodyBytes} bytes.`));
-            return;
-          }
-          chunks.push(chunk);
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      });
-      req.on('timeout', () => req.destroy(new FlowgateError('FLOWGATE_ERR_OUTBOUND_FAILED', `${url.origin} did not answer within ${this.timeoutMs} ms.`)));
-      req.on('error', (error) => reject(error instanceof FlowgateError ? error : new FlowgateError('FLOWGATE_ERR_OUTBOUND_FAILED', `${url.origin} could not be reached.`, { cause: error })));
-      req.end(init.body);
+      try {
+        req = this.send(client, url, init, resolve, reject);
+      } catch (error) {
+        // Node refuses a header name or value it cannot send before anything is sent.
+        reject(new FlowgateError('FLOWGATE_ERR_OUTBOUND_FAILED', `The request to ${url.origin} cannot be sent: ${(error as Error).message}`, { cause: error }));
+      }
     });
+  }
+
+  /** Sends the request; answers with it so an abort can destroy it. Throws what Node refuses to send. */
+  private send(client: typeof http | typeof https, url: URL, init: OutboundRequest, resolve: (response: OutboundResponse) => void, reject: (error: Error) => void): http.ClientRequest {
+    const req = client.request(url, { method: init.method, headers: init.headers, lookup: this.lookup(url.origin), timeout: this.timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > this.maxBodyBytes) {
+          req.destroy(new FlowgateError('FLOWGATE_ERR_OUTBOUND_FAILED', `${url.origin} answered with more than ${this.maxBodyBytes} bytes.`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new FlowgateError('FLOWGATE_ERR_OUTBOUND_FAILED', `${url.origin} did not answer within ${this.timeoutMs} ms.`)));
+    req.on('error', (error) => reject(error instanceof FlowgateError ? error : new FlowgateError('FLOWGATE_ERR_OUTBOUND_FAILED', `${url.origin} could not be reached.`, { cause: error })));
+    req.end(init.body);
+    return req;
   }
 
   /** Resolves like the system does, then refuses the host if any of its addresses is not permitted. */

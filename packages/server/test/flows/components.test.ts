@@ -112,6 +112,25 @@ describe('http component', () => {
     expect(seen.headers.traceparent).toBe(TRACEPARENT);
   });
 
+  it('fails for good, sending nothing, when a header would carry a line break (a template filled from input)', async () => {
+    const before = upstream.seen.length;
+    const error = await failure(run('http', { url: `${upstream.url}/items`, headers: { 'x-name': 'a\r\nx-injected: yes' } }, {}, local()));
+    expect(error).toBeInstanceOf(NonRetryableError);
+    expect((error as NonRetryableError).code).toBe('CONFIG_INVALID');
+    expect(error.message).toMatch(/"x-name" has a line break/);
+    expect(upstream.seen.length).toBe(before);
+  });
+
+  it('answers an error, and survives a later abort, when Node refuses to send a header', async () => {
+    const outbound = new OutboundClient(new AddressPolicy(LOCAL), { timeoutMs: 5000 });
+    const controller = new AbortController();
+    const error = await failure(outbound.request(`${upstream.url}/items`, { method: 'GET', headers: { 'x-name': 'a\nb' }, signal: controller.signal }));
+    expect(error.message).toMatch(/cannot be sent: /);
+    // Before, the abort listener stayed and reached a request that was never made: the process crashed.
+    controller.abort();
+    await new Promise((resolve) => setImmediate(resolve));
+  });
+
   it('POSTs a JSON body, and a string body as text; a non-JSON answer stays text', async () => {
     const out = (await run('http', { method: 'post', url: `${upstream.url}/orders`, body: { id: 7, tags: ['a'] } }, {}, local())) as { body: { method: string; body: string } };
     expect(out.body.method).toBe('POST');

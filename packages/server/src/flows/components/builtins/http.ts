@@ -61,6 +61,9 @@ const configSchema = {
  * retried, and any other unexpected status fails the step for good (a retry would get
  * the same 4xx).
  */
+/** A header name: an RFC 9110 token. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 export const httpComponent = defineComponent<HttpConfig>({
   name: 'http',
   description: 'Sends an HTTP request to an external URL or a gateway route.',
@@ -69,6 +72,11 @@ export const httpComponent = defineComponent<HttpConfig>({
     const method = (config.method ?? 'GET').toUpperCase();
     if (!/^[A-Z]{1,20}$/.test(method)) throw new NonRetryableError(`"${config.method}" is not an HTTP method.`, 'CONFIG_INVALID');
     const headers: Record<string, string> = { ...stringRecord(config.headers), traceparent: context.traceparent };
+    for (const [name, value] of Object.entries(headers)) {
+      // What a template put there (an input's line break) can never be sent: no retry will help.
+      if (!HEADER_NAME.test(name)) throw new NonRetryableError(`"${name}" is not a header name.`, 'CONFIG_INVALID');
+      if (/[\r\n\0]/.test(value)) throw new NonRetryableError(`The header "${name}" has a line break or NUL in its value.`, 'CONFIG_INVALID');
+    }
     let body: string | undefined;
     if (config.body !== undefined) {
       body = typeof config.body === 'string' ? config.body : JSON.stringify(config.body);
