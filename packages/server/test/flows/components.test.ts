@@ -299,6 +299,8 @@ describe('delay, publish and respond', () => {
     expect(slept).toEqual({ directive: 'sleep', until: NOW + 5000, output: input });
     expect(await run('delay', { ms: '250' }, input)).toEqual({ directive: 'sleep', until: NOW + 250, output: input });
     expect(await run('delay', { until: '2030-02-01T00:00:00Z' }, input)).toEqual({ directive: 'sleep', until: Date.UTC(2030, 1, 1), output: input });
+    // Epoch ms as digits: what a webhook's query parameter or a template's text gives.
+    expect(await run('delay', { until: String(Date.UTC(2030, 1, 1)) }, input)).toEqual({ directive: 'sleep', until: Date.UTC(2030, 1, 1), output: input });
   });
 
   it.each([[{ until: 'next tuesday' }, /^until is not a date-time/], [{ ms: -1 }, /^ms must be a whole number/], [{ ms: 'soon' }, /^ms must be a whole number/]])(
@@ -342,7 +344,8 @@ describe('delay, publish and respond', () => {
     const out = await run('respond', { status: '202', headers: { 'X-Id': 7 }, body: { queued: true } }, input);
     expect(isDirective(out)).toBe(true);
     expect(out).toEqual({ directive: 'respond', response: { status: 202, headers: { 'x-id': '7' }, body: { queued: true } }, output: input });
-    expect((await failure(run('respond', { status: 700 }, input))).message).toMatch(/^status must be a whole number from 100 to 599/);
+    // A 1xx is not a final answer: the caller would wait for ever.
+    for (const status of [700, '102']) expect((await failure(run('respond', { status }, input))).message).toMatch(/^status must be a whole number from 200 to 599/);
   });
 });
 

@@ -200,6 +200,25 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     expect(res.body).toEqual({ twice: 42 });
   });
 
+  it("serves a flow's synchronous answer as inert content that sets no cookie on Flowgate's origin", async () => {
+    const created = await create(acme, {
+      name: 'sync-page',
+      triggers: [{ type: 'webhook', respond: 'sync', timeoutMs: 10_000 }],
+      nodes: [{ id: 'answer', component: 'respond', config: { headers: { 'content-type': 'text/html', 'set-cookie': 'flowgate_login_csrf=x; Path=/oauth', 'content-security-policy': 'default-src *', 'x-kind': 'page' }, body: '<script>alert(1)</script>' } }],
+    });
+    expect(created.status).toBe(201);
+    await startAndWait(acme, created.body.id as string);
+    const res = await fetch(`${base}/hook/${created.body.id}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(res.headers.get('x-kind')).toBe('page');
+    expect(res.headers.get('content-security-policy')).toBe('sandbox');
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('set-cookie')).toBeNull();
+    const informational = await create(acme, { name: 'sync-102', triggers: [{ type: 'webhook', respond: 'sync' }], nodes: [{ id: 'answer', component: 'respond', config: { status: 102 } }] });
+    expectProblem(informational, 400, 'FLOWGATE_ERR_FLOW_INVALID');
+  });
+
   it('runs a manual execution with flows:run and checks its input schema', async () => {
     const created = await create(acme, {
       name: 'manual-run',

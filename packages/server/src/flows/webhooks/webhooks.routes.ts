@@ -23,6 +23,9 @@ const DEFAULT_SYNC_TIMEOUT_MS = 30_000;
 /** Caller credentials never reach the flow's message (and so never its execution records). */
 const WITHHELD_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization', SIGNATURE_HEADER]);
 
+/** Headers a flow's `respond` answer cannot set (see {@link accept}). */
+const WITHHELD_ANSWER_HEADERS = new Set(['set-cookie', 'content-security-policy', 'x-content-type-options', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'trailer']);
+
 declare module 'fastify' {
   interface FastifyRequest {
     webhook?: ServedWebhook;
@@ -99,9 +102,14 @@ async function accept(request: FastifyRequest, reply: FastifyReply, options: Web
   if (trigger.respond !== 'sync') return reply.code(202).send({ execution_id: execution.id, status: execution.status });
 
   const answer = await options.engine.answer(execution.id, trigger.timeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS);
+  // A tenant's flow answers from Flowgate's own origin, where the admin UI and the login
+  // form live: what it sends is never run there as a page (sandbox, no sniffing), and it
+  // sets no cookie (the login form's CSRF cookie is one) and no framing header.
+  void reply.header('content-security-policy', 'sandbox');
+  void reply.header('x-content-type-options', 'nosniff');
   if (answer.kind === 'responded') {
     const response = answer.response as { status?: number; headers?: Record<string, string>; body?: unknown };
-    for (const [name, value] of Object.entries(response.headers ?? {})) void reply.header(name, value);
+    for (const [name, value] of Object.entries(response.headers ?? {})) if (!WITHHELD_ANSWER_HEADERS.has(name.toLowerCase())) void reply.header(name, value);
     return reply.code(response.status ?? 200).send(response.body ?? null);
   }
   if (answer.kind === 'finished') {

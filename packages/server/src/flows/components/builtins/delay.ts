@@ -29,7 +29,8 @@ export const delayComponent = defineComponent<DelayConfig>({
   },
   run({ input, config, context }) {
     if (config.until !== undefined) {
-      const at = typeof config.until === 'number' ? config.until : Date.parse(config.until);
+      // Epoch ms may come as a number, or as digits (a query parameter, a template's text).
+      const at = typeof config.until === 'number' ? config.until : /^\d{1,16}$/.test(config.until.trim()) ? Number(config.until.trim()) : Date.parse(config.until);
       if (!Number.isFinite(at)) throw new NonRetryableError(`until is not a date-time: ${JSON.stringify(config.until)}.`, 'CONFIG_INVALID');
       return directive({ directive: 'sleep', until: at, output: input });
     }
