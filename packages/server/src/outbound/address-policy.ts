@@ -19,9 +19,19 @@ const DENIED: ReadonlyArray<readonly [string, number, 'ipv4' | 'ipv6']> = [
   ['198.18.0.0', 15, 'ipv4'],
   ['224.0.0.0', 4, 'ipv4'],
   ['240.0.0.0', 4, 'ipv4'],
-  ['::', 128, 'ipv6'],
-  ['::1', 128, 'ipv6'],
+  // IPv4-compatible (deprecated) and IPv4-translated addresses: IPv4 spelled as IPv6,
+  // with :: and ::1 among them.
+  ['::', 96, 'ipv6'],
+  ['::ffff:0:0:0', 96, 'ipv6'],
+  // NAT64 (well-known and local-use prefixes), 6to4 and Teredo carry an IPv4 address that
+  // a gateway on the path may turn into a private one.
   ['64:ff9b::', 96, 'ipv6'],
+  ['64:ff9b:1::', 48, 'ipv6'],
+  ['2002::', 16, 'ipv6'],
+  ['2001::', 32, 'ipv6'],
+  // Discard-only and documentation.
+  ['100::', 64, 'ipv6'],
+  ['2001:db8::', 32, 'ipv6'],
   ['fc00::', 7, 'ipv6'],
   ['fe80::', 10, 'ipv6'],
   ['ff00::', 8, 'ipv6'],

@@ -195,6 +195,14 @@ describe('http component', () => {
     },
   );
 
+  it.each(['::7f00:1', '::ffff:0:7f00:1', '64:ff9b:1::a00:1', '2002:a00:1::1', '2001:0:a00:1::1', '2001:db8::1', '100::1'])(
+    'refuses the IPv6 address [%s], which carries or stands for a reserved one',
+    async (address) => {
+      const error = await failure(run('http', { url: `http://[${address}]:80/` }));
+      expect((error as NonRetryableError).code).toBe('OUTBOUND_REFUSED');
+    },
+  );
+
   it('calls gateway routes on our own listener without the outbound guard', async () => {
     const out = (await run('http', { method: 'DELETE', gateway: { path: '/flow/forms/42' }, query: { force: true } }, {}, contextFor({ gatewayBase: upstream.url }))) as { body: unknown };
     expect(out.body).toEqual({ method: 'DELETE', url: '/flow/forms/42?force=true', body: '' });
