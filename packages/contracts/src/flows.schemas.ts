@@ -183,6 +183,7 @@ export const EXECUTION_EVENTS = {
   started: 'execution.started',
   succeeded: 'execution.succeeded',
   failed: 'execution.failed',
+  cancelled: 'execution.cancelled',
 } as const;
 
 export const FlowSchema = Type.Object({

@@ -153,6 +153,9 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect((await execution(id)).status).toBe('cancelled');
     expect(await execution(childId)).toMatchObject({ status: 'cancelled', error: { code: 'PARENT_ENDED' } });
     expect(((await execution(childId)).steps as Json[])[0]?.status).toBe('cancelled');
+    // Both ends are announced on the bus, as a success or a failure is.
+    const cancelled = (await api(base, 'GET', '/api/v1/topics/execution.cancelled/events?limit=1000', { token: acme.token })).body.items as Array<{ event: { payload: Json } }>;
+    expect(cancelled.filter((e) => [id, childId].includes(e.event.payload.execution_id as string)).map((e) => e.event.payload.execution_id).sort()).toEqual([id, childId].sort());
 
     expect((await api(base, 'POST', `/api/v1/executions/${id}/rerun`, { token: acme.token })).status).toBe(200);
     expect((await execution(childId)).status).toBe('running');

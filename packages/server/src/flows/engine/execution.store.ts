@@ -371,7 +371,8 @@ export class ExecutionStore {
     if (!row) return false;
     // A parent that fails or is cancelled takes its unfinished subflow children with it.
     if (status !== 'succeeded') await this.cancelChildren(trx, executionId, status, now);
-    if (status !== 'cancelled') await this.events.publish(trx, row, status === 'succeeded' ? EXECUTION_EVENTS.succeeded : EXECUTION_EVENTS.failed, error ? { error } : {});
+    const event = status === 'succeeded' ? EXECUTION_EVENTS.succeeded : status === 'cancelled' ? EXECUTION_EVENTS.cancelled : EXECUTION_EVENTS.failed;
+    await this.events.publish(trx, row, event, error ? { error } : {});
     await this.onFinish?.(trx, row);
     return true;
   }
