@@ -203,6 +203,13 @@ describe('http component', () => {
     },
   );
 
+  it("does not let a flow tell the gateway who the client is (a trusted loopback proxy's headers)", async () => {
+    await run('http', { gateway: { path: '/flow/forms/42' }, headers: { 'X-Forwarded-For': '10.0.0.5', forwarded: 'for=10.0.0.5', 'x-real-ip': '10.0.0.5', 'x-kept': 'yes' } }, {}, contextFor({ gatewayBase: upstream.url }));
+    const seen = upstream.seen.at(-1)!.headers;
+    expect(seen['x-kept']).toBe('yes');
+    expect([seen['x-forwarded-for'], seen.forwarded, seen['x-real-ip']]).toEqual([undefined, undefined, undefined]);
+  });
+
   it('calls gateway routes on our own listener without the outbound guard', async () => {
     const out = (await run('http', { method: 'DELETE', gateway: { path: '/flow/forms/42' }, query: { force: true } }, {}, contextFor({ gatewayBase: upstream.url }))) as { body: unknown };
     expect(out.body).toEqual({ method: 'DELETE', url: '/flow/forms/42?force=true', body: '' });

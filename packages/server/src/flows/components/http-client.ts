@@ -13,6 +13,18 @@ export interface GuardedComponentHttpOptions {
 }
 
 /**
+ * Headers that say who the client is: a flow's call reaches the gateway from loopback, and
+ * where loopback is a trusted proxy (`FLOWGATE_TRUSTED_PROXIES`) the gateway would take
+ * them as the caller's address, for `ip-allow`, `ip-deny` and rate limits by address.
+ */
+const FORWARDING_HEADERS = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip', 'true-client-ip', 'cf-connecting-ip']);
+
+function withoutForwarding(headers: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!headers) return headers;
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !FORWARDING_HEADERS.has(name.toLowerCase())));
+}
+
+/**
  * Components' HTTP. External URLs go through the {@link OutboundClient}, so its address
  * policy refuses private, loopback and link-local targets (server-side request forgery).
  * Gateway paths go to this server's own listener (`gatewayBase()`) without that check,
@@ -44,7 +56,7 @@ export class GuardedComponentHttp implements ComponentHttp {
     try {
       res = await undiciRequest(target, {
         method: init.method,
-        headers: init.headers,
+        headers: withoutForwarding(init.headers),
         body: init.body,
         signal: init.signal,
         headersTimeout: this.timeoutMs,
