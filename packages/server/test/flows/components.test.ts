@@ -121,6 +121,23 @@ describe('http component', () => {
     expect(upstream.seen.length).toBe(before);
   });
 
+  it('gives up on an answer that trickles in for longer than its timeout, though never idle that long', async () => {
+    const trickle = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const timer = setInterval(() => res.write('x'), 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => trickle.listen(0, '127.0.0.1', resolve));
+    try {
+      const outbound = new OutboundClient(new AddressPolicy(LOCAL), { timeoutMs: 600 });
+      const error = await failure(outbound.request(`http://127.0.0.1:${(trickle.address() as AddressInfo).port}/`, { method: 'GET' }));
+      expect(error.message).toMatch(/did not answer in full within 600 ms/);
+    } finally {
+      trickle.closeAllConnections();
+      await new Promise((resolve) => trickle.close(resolve));
+    }
+  });
+
   it('answers an error, and survives a later abort, when Node refuses to send a header', async () => {
     const outbound = new OutboundClient(new AddressPolicy(LOCAL), { timeoutMs: 5000 });
     const controller = new AbortController();
