@@ -381,6 +381,21 @@ describe('delay, publish and respond', () => {
   });
 });
 
+describe('wait-for-event', () => {
+  const keyFor = async (value: unknown) => ((await run('wait-for-event', { topic: 'orders.*', match: { event: 'payload.id', value } })) as { key: string }).key;
+
+  it('waits on a key that only the same correlation value resolves: not another type, length or nothing', async () => {
+    const long = 'https://shop.example/orders/'.padEnd(220, 'a');
+    const values = [42, '42', null, '', undefined, '~u', `${long}1`, `${long}2`, { id: 1 }, '{"id":1}'];
+    const keys = await Promise.all(values.map(keyFor));
+    expect(new Set(keys).size).toBe(values.length);
+    for (const key of keys) expect(key.length).toBeLessThanOrEqual(320);
+    // The same value always gives the same key, and a short string is itself (keys made before stay valid).
+    expect(await keyFor(`${long}1`)).toBe(keys[6]);
+    expect(await keyFor('o-17')).toBe('event:flow-1:step:o-17');
+  });
+});
+
 describe('config checks at save time', () => {
   const check = (name: string, config: unknown) => registry.checkConfig(registry.get(name)!, config, 'nodes.step.config');
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { defineComponent, directive, type Component } from '../component.js';
 import { EXPRESSION_SCHEMA, SCHEMA_DIALECT, TEMPLATE_PATTERN, wholeNumber } from './support.js';
 
@@ -12,11 +13,18 @@ const DAY = 86_400_000;
 
 /**
  * The key a `wait-for-event` step waits on, and that a matching event resolves: the flow,
- * the node and the correlation value (a string as it is, anything else as JSON).
+ * the node and the correlation value. Values of different types or different lengths never
+ * share a key: a string up to 200 characters is itself (unless it starts with `~`); any
+ * other value is marked with its kind (`~j:` JSON, `~s:` a string starting with `~`, `~u`
+ * nothing), and a longer one is its SHA-256.
  */
 export function eventWaitKey(flowId: string, node: string, value: unknown): string {
-  const text = value === undefined || value === null ? '' : typeof value === 'string' ? value : JSON.stringify(value);
-  return `event:${flowId}:${node}:${text.slice(0, 200)}`;
+  return `event:${flowId}:${node}:${correlation(value)}`;
+}
+
+function correlation(value: unknown): string {
+  const text = typeof value === 'string' ? (value.startsWith('~') ? `~s:${value}` : value) : value === undefined ? '~u' : `~j:${JSON.stringify(value)}`;
+  return text.length <= 200 ? text : `~h:${createHash('sha256').update(text).digest('hex')}`;
 }
 
 /**
