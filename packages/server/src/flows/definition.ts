@@ -92,6 +92,8 @@ export function checkDefinition(input: unknown, components: ComponentRegistry): 
       else {
         const hookComponent = components.get(hook.component);
         if (!hookComponent) problems.push({ path: `${at}.${phase}.component`, message: `"${hook.component}" is not a known component` });
+        // A wait is a node of its own: only nodes' waits get a subscription to their events.
+        else if (hook.component === 'wait-for-event') problems.push({ path: `${at}.${phase}.component`, message: 'wait-for-event cannot be a hook: make it a node of its own' });
         else problems.push(...components.checkConfig(hookComponent, hook.config ?? {}, `${at}.${phase}.config`), ...secretsKept(hook.component, hook.config, `${at}.${phase}.config`));
       }
     }

@@ -244,6 +244,12 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     expect((await api(base, 'GET', '/api/v1/executions?since=2026-12-07T00:00:00%2B00:00', { token: acme.token })).status).toBe(200);
   });
 
+  it('refuses a wait-for-event hook, which would never hear its event', async () => {
+    const res = await create(acme, { name: 'hooked-wait', triggers: [{ type: 'manual' }], nodes: [{ id: 'a', component: 'transform', config: { expression: '$' }, post: { component: 'wait-for-event', config: { topic: 'orders.paid' } } }] });
+    expectProblem(res, 400, 'FLOWGATE_ERR_FLOW_INVALID');
+    expect(JSON.stringify(res.body)).toContain('wait-for-event cannot be a hook');
+  });
+
   it('keeps input schemas with the same $id apart: saved again, and in two tenants, each checks and runs', async () => {
     const definition = (required: string) => ({
       name: 'with-schema-id',
