@@ -244,6 +244,17 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     expect((await api(base, 'GET', '/api/v1/executions?since=2026-12-07T00:00:00%2B00:00', { token: acme.token })).status).toBe(200);
   });
 
+  it('shows a step output over 64 KiB cut, counting bytes, not characters', async () => {
+    const created = await create(acme, { name: 'euros', triggers: [{ type: 'manual' }], nodes: [{ id: 'many', component: 'transform', config: { expression: '$join($map([1..30000], function($i) { "€" }))' } }] });
+    const id = created.body.id as string;
+    await startAndWait(acme, id);
+    const run = await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: acme.token, body: { input: {} } });
+    const done = await finished(acme, run.body.id as string);
+    expect(done.status).toBe('succeeded');
+    // 30,000 characters, 90,000 bytes of UTF-8 (and two quotes).
+    expect(done.steps[0].output).toMatchObject({ truncated: true, bytes: 90_002 });
+  });
+
   it('refuses a wait-for-event hook, which would never hear its event', async () => {
     const res = await create(acme, { name: 'hooked-wait', triggers: [{ type: 'manual' }], nodes: [{ id: 'a', component: 'transform', config: { expression: '$' }, post: { component: 'wait-for-event', config: { topic: 'orders.paid' } } }] });
     expectProblem(res, 400, 'FLOWGATE_ERR_FLOW_INVALID');

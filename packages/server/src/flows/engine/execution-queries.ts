@@ -91,6 +91,8 @@ export function executionView(row: ExecutionRow, steps?: readonly StepRow[]): Ex
 
 function shown(text: string | null): unknown {
   if (text === null) return null;
-  if (text.length > SHOWN_BYTES) return { truncated: true, bytes: Buffer.byteLength(text), preview: text.slice(0, 1024) };
+  // The cap is in bytes (UTF-8): a character is up to 3 of them, so shorter texts need no count.
+  const bytes = text.length * 3 > SHOWN_BYTES ? Buffer.byteLength(text) : text.length;
+  if (bytes > SHOWN_BYTES) return { truncated: true, bytes, preview: text.slice(0, 1024) };
   return JSON.parse(text) as unknown;
 }
