@@ -255,6 +255,21 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     expect(done.steps[0].output).toMatchObject({ truncated: true, bytes: 90_002 });
   });
 
+  it('does not re-run an execution whose flow was deleted', async () => {
+    const created = await create(acme, { name: 'deleted-later', triggers: [{ type: 'manual' }], nodes: [{ id: 'boom', component: 'transform', config: { expression: '$error("no")' } }] });
+    const id = created.body.id as string;
+    await startAndWait(acme, id);
+    const run = await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: acme.token, body: { input: {} } });
+    expect((await finished(acme, run.body.id as string)).status).toBe('failed');
+    await api(base, 'POST', `/api/v1/flows/${id}/stop`, { token: acme.token });
+    await waitFor('the flow to stop', async () => (await status(acme, id)) === 'inactive');
+    expect((await api(base, 'DELETE', `/api/v1/flows/${id}`, { token: acme.token })).status).toBe(204);
+    const rerun = await api(base, 'POST', `/api/v1/executions/${run.body.id}/rerun`, { token: acme.token });
+    expectProblem(rerun, 409, 'FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT');
+    expect(rerun.body.detail).toMatch(/flow of this execution was deleted/);
+    expect((await execution(acme, run.body.id as string)).status).toBe('failed');
+  });
+
   it('refuses a wait-for-event hook, which would never hear its event', async () => {
     const res = await create(acme, { name: 'hooked-wait', triggers: [{ type: 'manual' }], nodes: [{ id: 'a', component: 'transform', config: { expression: '$' }, post: { component: 'wait-for-event', config: { topic: 'orders.paid' } } }] });
     expectProblem(res, 400, 'FLOWGATE_ERR_FLOW_INVALID');

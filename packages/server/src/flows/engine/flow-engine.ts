@@ -370,18 +370,22 @@ export class FlowEngine {
   }
 
   async resume(tenant: string, id: string): Promise<void> {
-    await this.operate(tenant, id, 'resume', (i) => this.operations.resume(i));
+    await this.operate(tenant, id, 'resume', (i) => this.operations.resume(i), true);
     this.wake();
   }
 
   async rerun(tenant: string, id: string): Promise<void> {
-    await this.operate(tenant, id, 're-run', (i) => this.operations.rerun(i));
+    await this.operate(tenant, id, 're-run', (i) => this.operations.rerun(i), true);
     this.wake();
   }
 
-  private async operate(tenant: string, id: string, what: string, change: (id: string) => Promise<boolean>): Promise<void> {
+  /** Changes an execution; `runs` (resume, re-run): only while its flow exists, since it runs steps again. */
+  private async operate(tenant: string, id: string, what: string, change: (id: string) => Promise<boolean>, runs = false): Promise<void> {
     const row = await this.options.executions.execution(tenant, id);
     if (!row) throw new FlowgateError('FLOWGATE_ERR_RESOURCE_NOT_FOUND', 'No such execution.');
+    if (runs && !(await this.options.flows.byId(row.flow_id))) {
+      throw new FlowgateError('FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT', `The flow of this execution was deleted; it cannot ${what}.`, { extensions: { status: row.status } });
+    }
     if (!(await change(id))) {
       const now = await this.options.executions.execution(tenant, id);
       throw new FlowgateError('FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT', `The execution is ${now?.status ?? row.status}; it cannot ${what} now.`, { extensions: { status: now?.status ?? row.status } });
