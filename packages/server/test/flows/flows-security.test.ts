@@ -149,30 +149,7 @@ describe('flows: signed webhooks, the outbound guard and secrets', () => {
       await upstream.close();
     });
 
-    it('sends the secret to the upstream but never shows it in the execution or the logs', async () => {
-      const owner = await createTenant(allowed.url, 'flows-sec2');
-      await api(allowed.url, 'POST', '/api/v1/secrets', { token: owner.token, body: { name: 'crm_key', value: 'sk-live-very-secret-value' } });
-      const created = await api(allowed.url, 'POST', '/api/v1/flows', {
-        token: owner.token,
-        body: { name: 'uses-secret', triggers: [{ type: 'webhook' }], nodes: [{ id: 'call', component: 'http', config: { url: `${upstream.url}/x`, headers: { 'x-api-key': '{{secrets.crm_key}}' } } }] },
-      });
-      const id = created.body.id as string;
-      await api(allowed.url, 'POST', `/api/v1/flows/${id}/start`, { token: owner.token });
-      await waitFor('active', async () => (await api(allowed.url, 'GET', `/api/v1/flows/${id}`, { token: owner.token })).body.status === 'active');
-      const run = await api(allowed.url, 'POST', `/hook/${id}`, { body: {} });
-      let record: any;
-      await waitFor('the execution to finish', async () => {
-        record = await api(allowed.url, 'GET', `/api/v1/executions/${run.body.execution_id}`, { token: owner.token });
-        return record.body.status === 'succeeded';
-      });
-      expect(upstream.seen.at(-1)?.headers['x-api-key']).toBe('sk-live-very-secret-value');
-      expect(record.text).not.toContain('sk-live-very-secret-value');
-      expect(record.body.steps[0].output.body).toEqual({ echoed: '[REDACTED]' });
-      expect(allowed.logs.join('\n')).not.toContain('sk-live-very-secret-value');
-      expect(allowed.audit.events.some((e) => e.action === 'secrets.read' && e.target === 'secret:crm_key' && e.actor === `flow:${id}`)).toBe(true);
-    });
-
-    /** Runs a one-node flow made by the tenant `owner` through its webhook, and answers the finished execution. */
+    /** Runs a one-node flow made by the tenant `owner` through its webhook (no retries), and answers the finished execution. */
     const runOnce = async (owner: TenantOwner, name: string, node: Record<string, unknown>) => {
       const created = await api(allowed.url, 'POST', '/api/v1/flows', { token: owner.token, body: { name, triggers: [{ type: 'webhook' }], nodes: [{ id: 'only', ...node }], settings: { retries: { count: 0 } } } });
       const id = created.body.id as string;
@@ -186,6 +163,18 @@ describe('flows: signed webhooks, the outbound guard and secrets', () => {
       });
       return record;
     };
+
+    it('sends the secret to the upstream but never shows it in the execution or the logs', async () => {
+      const owner = await createTenant(allowed.url, 'flows-sec2');
+      await api(allowed.url, 'POST', '/api/v1/secrets', { token: owner.token, body: { name: 'crm_key', value: 'sk-live-very-secret-value' } });
+      const record = await runOnce(owner, 'uses-secret', { component: 'http', config: { url: `${upstream.url}/x`, headers: { 'x-api-key': '{{secrets.crm_key}}' } } });
+      expect(record.body.status).toBe('succeeded');
+      expect(upstream.seen.at(-1)?.headers['x-api-key']).toBe('sk-live-very-secret-value');
+      expect(record.text).not.toContain('sk-live-very-secret-value');
+      expect(record.body.steps[0].output.body).toEqual({ echoed: '[REDACTED]' });
+      expect(allowed.logs.join('\n')).not.toContain('sk-live-very-secret-value');
+      expect(allowed.audit.events.some((e) => e.action === 'secrets.read' && e.target === 'secret:crm_key' && e.actor === `flow:${record.body.flow_id}`)).toBe(true);
+    });
 
     it("keeps a step's output whole when a secret also appears inside a number, redacting only the secret", async () => {
       const owner = await createTenant(allowed.url, 'flows-sec3');
