@@ -55,15 +55,15 @@ const configSchema = {
   oneOf: [{ required: ['url'] }, { required: ['gateway'] }],
 };
 
+/** A header name: an RFC 9110 token. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 /**
  * `http`: one request, answered as `{status, headers, body}`. Failures carry their retry
  * semantics: 429/503 with Retry-After wait as told, other 5xx and network errors are
  * retried, and any other unexpected status fails the step for good (a retry would get
  * the same 4xx).
  */
-/** A header name: an RFC 9110 token. */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
 export const httpComponent = defineComponent<HttpConfig>({
   name: 'http',
   description: 'Sends an HTTP request to an external URL or a gateway route.',
