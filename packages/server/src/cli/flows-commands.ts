@@ -89,7 +89,7 @@ export async function listFlows(ctx: ClientContext, status?: string): Promise<vo
 
 /**
  * `flows apply -f`: makes the tenant's flow of the file's name match the file (a new
- * version when it exists, a new flow when not). An `id` in the file names the flow to
+ * version when it exists and the file differs, a new flow when not). An `id` in the file names the flow to
  * change instead, so a rename can be applied too.
  */
 export async function apply(ctx: ClientContext, file: string): Promise<void> {
@@ -116,7 +116,8 @@ export async function apply(ctx: ClientContext, file: string): Promise<void> {
     throw withProblems(err, `${file} is not a valid flow definition; nothing was applied`);
   }
   if (ctx.options.json) return printJson(ctx.io.stdout, flow);
-  ctx.io.stdout.write(`${existing ? 'updated' : 'created'} flow ${nameOf(flow)}: id ${flow.id}, version ${flow.version} (${flow.status})\n`);
+  const what = !existing ? 'created' : flow.version === existing.version ? 'unchanged' : 'updated';
+  ctx.io.stdout.write(`${what} flow ${nameOf(flow)}: id ${flow.id}, version ${flow.version} (${flow.status})\n`);
 }
 
 export async function startOrStop(ctx: ClientContext, action: 'start' | 'stop', id: string, options: WaitOptions): Promise<void> {

@@ -91,9 +91,12 @@ export class FlowRepository {
     try {
       return await this.db.transaction().execute(async (trx) => {
         const current = await this.row(tenant, id, trx);
+        const text = JSON.stringify(definition);
+        // The same definition again (`flowgate flows apply` of an unchanged file) changes
+        // nothing: no new version, and no need to stop the flow first.
+        if (text === current.definition) return toRecord(current);
         assertEditable(current);
         const version = current.version + 1;
-        const text = JSON.stringify(definition);
         const changed = await trx
           .updateTable('flows')
           .set({ name: definition.name, version, definition: text, updated_at: now })

@@ -59,11 +59,15 @@ settings:
     rmSync(root, { recursive: true, force: true });
   });
 
-  it('apply creates a flow from a YAML file, and applying the file again saves a new version of the flow of its name', async () => {
+  it('apply creates a flow from a YAML file, and applying a changed file saves a new version of the flow of its name', async () => {
     const created = await run(acme, ['flows', 'apply', '-f', file('hello.yaml', greeter('hello', 'hello'))]);
     expect(created.code).toBe(0);
     const [, id] = /^created flow hello: id (\S+), version 1 \(inactive\)\n$/.exec(created.stdout) ?? [];
     expect(id).toBeDefined();
+
+    // The same file again changes nothing.
+    const again = await run(acme, ['flows', 'apply', '-f', file('hello.yaml', greeter('hello', 'hello'))]);
+    expect(again.stdout).toBe(`unchanged flow hello: id ${id}, version 1 (inactive)\n`);
 
     const updated = await run(acme, ['flows', 'apply', '-f', file('hello.yaml', greeter('hello', 'hi'))]);
     expect(updated.code).toBe(0);

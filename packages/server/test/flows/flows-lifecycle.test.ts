@@ -102,7 +102,11 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
       expect(start.body.status).toBe('starting');
       await waitFor('the flow to be active', async () => (await status(acme, id)) === 'active');
       expectProblem(await api(base, 'POST', `/api/v1/flows/${id}/start`, { token: acme.token }), 409, 'FLOWGATE_ERR_FLOW_STATUS_CONFLICT');
-      expectProblem(await api(base, 'PUT', `/api/v1/flows/${id}`, { token: acme.token, body: hookFlow('lifecycle') }), 409, 'FLOWGATE_ERR_FLOW_STATUS_CONFLICT');
+      expectProblem(await api(base, 'PUT', `/api/v1/flows/${id}`, { token: acme.token, body: hookFlow('lifecycle-renamed') }), 409, 'FLOWGATE_ERR_FLOW_STATUS_CONFLICT');
+      // The same definition again (an apply of an unchanged file) changes nothing, active or not.
+      const same = await api(base, 'PUT', `/api/v1/flows/${id}`, { token: acme.token, body: hookFlow('lifecycle') });
+      expect(same.status).toBe(200);
+      expect(same.body).toMatchObject({ version: 1, status: 'active' });
 
       const stop = await api(base, 'POST', `/api/v1/flows/${id}/stop`, { token: acme.token });
       expect(stop.body.status).toBe('stopping');
