@@ -30,6 +30,8 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     componentsDir = await mkdtemp(join(tmpdir(), 'flowgate-compose-components-'));
     await writeFile(join(componentsDir, 'package.json'), '{"type":"module"}');
     await writeFile(join(componentsDir, 'counts.mjs'), "export default { name: 'counts', configSchema: { type: 'object' }, run: () => ({ n: 10n }) };");
+    // And one whose output is too large to keep.
+    await writeFile(join(componentsDir, 'floods.mjs'), "export default { name: 'floods', configSchema: { type: 'object' }, run: () => ({ text: 'x'.repeat(17 * 1024 * 1024) }) };");
     server = await startTestServer({ store, config: { flows: { pollMs: 20, componentsDir }, outbound: { allow: '127.0.0.1/32' } } });
     base = server.url;
     acme = await createTenant(base, `compose-${store}`);
@@ -98,12 +100,17 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: subflows, error flo
     expect(calls).toBe(1);
   });
 
-  it('fails a step whose output cannot be stored as JSON, instead of running it again', async () => {
+  it('fails a step whose output cannot be stored as JSON, or is too large to keep, instead of running it again', async () => {
     const flow = await create(manual('counts-big', [{ id: 'count', component: 'counts' }]));
     const failed = await finished(await run(flow, {}));
     expect(failed.status).toBe('failed');
     expect(failed.error).toMatchObject({ code: 'OUTPUT_NOT_JSON', node: 'count' });
     expect((failed.error as Json).message).toMatch(/BigInt/);
+
+    const floods = await create(manual('floods-big', [{ id: 'flood', component: 'floods' }]));
+    const tooLarge = await finished(await run(floods, {}));
+    expect(tooLarge.status).toBe('failed');
+    expect(tooLarge.error).toMatchObject({ code: 'OUTPUT_TOO_LARGE', node: 'flood' });
   });
 
   it("fails a subflow step with the child's failure, and a re-run re-runs the child from its failed step", async () => {

@@ -23,6 +23,8 @@ export interface StepRunnerOptions {
 }
 
 const REDACTED = '[REDACTED]';
+/** The largest step output kept (characters of its JSON): 16 Mi, above any built-in component's (an http answer is at most 1 MiB). */
+const MAX_OUTPUT_CHARS = 16 * 1024 * 1024;
 /** The shortest start of a secret, at the end of a text cut short, taken for the secret. */
 const MIN_SECRET_PREFIX = 4;
 
@@ -188,13 +190,18 @@ function classify(error: unknown, revealed: Set<string>): StepFailure {
 
 /**
  * Refuses what the store could not write as JSON (a BigInt, a cycle: a custom component's
- * output), which would otherwise fail at commit and leave the step to run again for ever.
+ * output), or should not (over {@link MAX_OUTPUT_CHARS}), which would otherwise fail at
+ * commit, or fill the store, and leave the step to run again for ever.
  */
 function assertRecordable(value: unknown): void {
+  let text: string | undefined;
   try {
-    JSON.stringify(value);
+    text = JSON.stringify(value);
   } catch (error) {
     throw new NonRetryableError(`The step's output cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`, 'OUTPUT_NOT_JSON');
+  }
+  if (text !== undefined && text.length > MAX_OUTPUT_CHARS) {
+    throw new NonRetryableError(`The step's output is ${text.length} characters of JSON; a step keeps at most ${MAX_OUTPUT_CHARS}.`, 'OUTPUT_TOO_LARGE');
   }
 }
 
