@@ -238,8 +238,14 @@ export const ExecutionSchema = Type.Object({
   created_at: Type.String(),
   finished_at: Type.Union([Type.String(), Type.Null()]),
   steps: Type.Optional(Type.Array(StepSchema)),
+  steps_next: Type.Optional(Type.Union([Type.Integer(), Type.Null()], { description: 'Where the next page of steps starts (?steps_from=); null when these are the last' })),
 });
 export type ExecutionView = Type.Static<typeof ExecutionSchema>;
+/** Steps shown per page of `GET /api/v1/executions/{id}` (each input and output cut at 64 KiB). */
+export const EXECUTION_STEPS_PAGE = 100;
+export const ExecutionGetQuerySchema = Type.Object({
+  steps_from: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000, description: 'The first step shown, counted from 0 in the order they were made (the last page\'s steps_next)' })),
+});
 
 export const ExecutionListSchema = Type.Object({ items: Type.Array(ExecutionSchema), next_cursor: Type.Union([Type.String(), Type.Null()]) });
 export const ExecutionListQuerySchema = Type.Object({

@@ -171,10 +171,19 @@ export async function listExecutions(ctx: ClientContext, options: ExecutionListO
 }
 
 export async function showExecution(ctx: ClientContext, id: string): Promise<void> {
-  const execution = await ctx.http.request<ExecutionView>('GET', `/api/v1/executions/${encodeURIComponent(id)}`, { token: await bearerToken(ctx) });
+  const token = await bearerToken(ctx);
+  const page = (from: number) => ctx.http.request<ExecutionView>('GET', `/api/v1/executions/${encodeURIComponent(id)}`, { token, query: { steps_from: from === 0 ? undefined : String(from) } });
+  // The server shows the steps a page at a time: all of them are read.
+  const first = await page(0);
+  const steps = [...(first.steps ?? [])];
+  for (let next = first.steps_next; next !== undefined && next !== null; ) {
+    const more = await page(next);
+    steps.push(...(more.steps ?? []));
+    next = more.steps_next;
+  }
+  const execution = { ...first, steps, steps_next: null };
   if (ctx.options.json) return printJson(ctx.io.stdout, execution);
   printFields(ctx.io.stdout, executionFields(execution));
-  const steps = execution.steps ?? [];
   ctx.io.stdout.write(`\nsteps (${steps.length}):\n`);
   printTable(
     ctx.io.stdout,

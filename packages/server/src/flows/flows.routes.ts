@@ -1,7 +1,9 @@
 import {
   ExecutionListQuerySchema,
   ExecutionListSchema,
+  ExecutionGetQuerySchema,
   ExecutionParamsSchema,
+  EXECUTION_STEPS_PAGE,
   ExecutionSchema,
   ExecutionStartSchema,
   FLOW_SCOPES,
@@ -218,9 +220,16 @@ export function registerFlowRoutes(app: HttpApp, options: FlowRoutesOptions): vo
     '/api/v1/executions/:id',
     {
       config: { scope: FLOW_SCOPES.read },
-      schema: { ...secured, tags, summary: 'An execution with its steps (large inputs and outputs cut, secrets redacted)', params: ExecutionParamsSchema, response: { 200: ExecutionSchema, ...problems(401, 403, 404) } },
+      schema: {
+        ...secured,
+        tags,
+        summary: `An execution with its steps, ${EXECUTION_STEPS_PAGE} at a time (large inputs and outputs cut, secrets redacted)`,
+        params: ExecutionParamsSchema,
+        querystring: ExecutionGetQuerySchema,
+        response: { 200: ExecutionSchema, ...problems(400, 401, 403, 404) },
+      },
     },
-    async (request) => queries.get(callerOf(request).tenant, request.params.id),
+    async (request) => queries.get(callerOf(request).tenant, request.params.id, request.query.steps_from),
   );
 
   for (const action of ['cancel', 'pause', 'resume', 'rerun'] as const) {

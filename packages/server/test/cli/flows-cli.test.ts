@@ -145,6 +145,22 @@ edges:
     expect(JSON.parse(raw.stdout)).toMatchObject({ id: executionId, status: 'succeeded', output: { greeting: 'hello Ada' } });
   });
 
+  it('executions show reads every page of steps of a long execution', async () => {
+    const nodes = Array.from({ length: 60 }, (_, i) => ({ id: `n${i}`, component: 'transform', config: { expression: '$' }, pre: { expression: '$' } }));
+    const created = await api(server.url, 'POST', '/api/v1/flows', { token: acme.token, body: { name: 'long-for-cli', triggers: [{ type: 'manual' }], nodes, edges: nodes.slice(1).map((n, i) => ({ from: nodes[i]!.id, to: n.id })) } });
+    expect((await run(acme, ['flows', 'start', 'long-for-cli', '--wait'])).code).toBe(0);
+    const result = await run(acme, ['flows', 'run', created.body.id as string, '--input', '{}', '--wait']);
+    expect(result.code).toBe(0);
+    const executionId = /^id: +(\S+)$/m.exec(result.stdout)?.[1];
+    const show = await run(acme, ['executions', 'show', executionId!]);
+    // 60 nodes, each a pre hook and a main step: 120 steps, over two pages of the API.
+    expect(show.stdout).toContain('steps (120):');
+    expect(show.stdout).toMatch(/^n59\s+main\s+succeeded/m);
+    const raw = JSON.parse((await run(acme, ['executions', 'show', executionId!, '--json'])).stdout);
+    expect(raw.steps).toHaveLength(120);
+    expect(raw.steps_next).toBeNull();
+  });
+
   it('run without --wait prints only the execution id; --input-file is read as the input', async () => {
     const { id } = await applied(acme, 'quick', greeter('quick', 'hey'));
     expect((await run(acme, ['flows', 'start', id, '--wait'])).code).toBe(0);

@@ -274,6 +274,24 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     expect((await execution(acme, run.body.id as string)).status).toBe('failed');
   });
 
+  it('shows the steps of a long execution a page at a time', async () => {
+    const nodes = Array.from({ length: 80 }, (_, i) => ({ id: `n${i}`, component: 'transform', config: { expression: `{"at": ${i}}` }, pre: { expression: '$' } }));
+    const created = await create(acme, { name: 'long-chain', triggers: [{ type: 'manual' }], nodes, edges: nodes.slice(1).map((n, i) => ({ from: nodes[i]!.id, to: n.id })) });
+    const id = created.body.id as string;
+    await startAndWait(acme, id);
+    const run = await api(base, 'POST', `/api/v1/flows/${id}/executions`, { token: acme.token, body: { input: {} } });
+    const done = await finished(acme, run.body.id as string);
+    expect(done.status).toBe('succeeded');
+    // 80 nodes, each a pre hook and a main step: 160 steps, shown 100 at a time.
+    expect(done.steps).toHaveLength(100);
+    expect(done.steps_next).toBe(100);
+    const rest = (await api(base, 'GET', `/api/v1/executions/${run.body.id}?steps_from=100`, { token: acme.token })).body;
+    expect(rest.steps).toHaveLength(60);
+    expect(rest.steps_next).toBeNull();
+    expect(new Set([...done.steps, ...rest.steps].map((s: { id: string }) => s.id)).size).toBe(160);
+    expect(rest.steps.at(-1)).toMatchObject({ node: 'n79', phase: 'main' });
+  });
+
   it('refuses a wait-for-event hook, which would never hear its event', async () => {
     const res = await create(acme, { name: 'hooked-wait', triggers: [{ type: 'manual' }], nodes: [{ id: 'a', component: 'transform', config: { expression: '$' }, post: { component: 'wait-for-event', config: { topic: 'orders.paid' } } }] });
     expectProblem(res, 400, 'FLOWGATE_ERR_FLOW_INVALID');

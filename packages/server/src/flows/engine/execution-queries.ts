@@ -1,4 +1,4 @@
-import type { ExecutionStatus, ExecutionView } from '@flowgate/contracts';
+import { EXECUTION_STEPS_PAGE, type ExecutionStatus, type ExecutionView } from '@flowgate/contracts';
 import type { Kysely } from 'kysely';
 import { FlowgateError } from '../../errors/index.js';
 import { isoTime } from '../../kernel/index.js';
@@ -47,11 +47,21 @@ export class ExecutionQueries {
     return { items: kept.map((r) => executionView(r)), next_cursor: more ? kept[kept.length - 1]!.id : null };
   }
 
-  async get(tenant: string, id: string): Promise<ExecutionView> {
+  /** An execution with a page of its steps (in the order they were made), from `stepsFrom`. */
+  async get(tenant: string, id: string, stepsFrom = 0): Promise<ExecutionView> {
     const row = await this.db.selectFrom('flow_executions').selectAll().where('id', '=', id).where('tenant', '=', tenant).executeTakeFirst();
     if (!row) throw new FlowgateError('FLOWGATE_ERR_RESOURCE_NOT_FOUND', 'No such execution.');
-    const steps = await this.db.selectFrom('flow_steps').selectAll().where('execution_id', '=', id).orderBy('created_at').orderBy('id').execute();
-    return executionView(row, steps);
+    const steps = await this.db
+      .selectFrom('flow_steps')
+      .selectAll()
+      .where('execution_id', '=', id)
+      .orderBy('created_at')
+      .orderBy('id')
+      .offset(stepsFrom)
+      .limit(EXECUTION_STEPS_PAGE + 1)
+      .execute();
+    const more = steps.length > EXECUTION_STEPS_PAGE;
+    return { ...executionView(row, more ? steps.slice(0, EXECUTION_STEPS_PAGE) : steps), steps_next: more ? stepsFrom + EXECUTION_STEPS_PAGE : null };
   }
 }
 
