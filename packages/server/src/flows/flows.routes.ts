@@ -177,6 +177,11 @@ export function registerFlowRoutes(app: HttpApp, options: FlowRoutesOptions): vo
     },
     async (request, reply) => {
       const caller = callerOf(request);
+      // A token that may run no flow at all is refused before the lookup, so its answer does
+      // not say which flows exist.
+      if (!principalHas(caller, FLOW_SCOPES.run) && !caller.scopes.some((scope) => scope.startsWith(`${FLOW_SCOPES.run}:flow=`))) {
+        throw new FlowgateError('FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE', `This needs the "${FLOW_SCOPES.run}" scope (or "${FLOW_SCOPES.run}:flow=<name>"), which your token does not carry.`, { extensions: { required_scope: FLOW_SCOPES.run } });
+      }
       const flow = await flows.find(caller.tenant, request.params.id);
       const wanted = flowRunScope(flow.name);
       if (!principalHas(caller, wanted)) {

@@ -4,7 +4,7 @@
  * active, runs its nodes durably, and stops through the mirror image.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api } from '../support/http.js';
+import { api, clientToken } from '../support/http.js';
 import { createTenant, type TenantOwner } from '../support/iam.js';
 import { expectProblem } from '../support/problem.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -272,6 +272,15 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     expectProblem(rerun, 409, 'FLOWGATE_ERR_EXECUTION_STATUS_CONFLICT');
     expect(rerun.body.detail).toMatch(/flow of this execution was deleted/);
     expect((await execution(acme, run.body.id as string)).status).toBe('failed');
+  });
+
+  it('answers a token that may run no flow the same for a flow that exists and one that does not', async () => {
+    const account = await api(base, 'POST', '/api/v1/service-accounts', { token: acme.token, body: { name: 'publisher-only', scopes: ['events:publish'] } });
+    const token = await clientToken(base, account.body.client_id, account.body.client_secret);
+    const existing = (await create(acme, { name: 'probed', triggers: [{ type: 'manual' }], nodes: [{ id: 'a', component: 'transform', config: { expression: '$' } }] })).body.id as string;
+    for (const target of [existing, 'probed', 'no-such-flow']) {
+      expectProblem(await api(base, 'POST', `/api/v1/flows/${target}/executions`, { token, body: { input: {} } }), 403, 'FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE');
+    }
   });
 
   it('shows the steps of a long execution a page at a time', async () => {
