@@ -19,7 +19,7 @@ import type { FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { FlowgateError } from '../errors/index.js';
 import { bearerSecured, problemResponses, queryTime, type HttpApp } from '../http/index.js';
-import { callerOf, principalHas } from '../iam/index.js';
+import { callerOf, principalHas, type Principal } from '../iam/index.js';
 import type { AuditRecorder } from '../kernel/index.js';
 import { formatTraceparent } from '../observability/index.js';
 import { executionView, type ExecutionQueries } from './engine/execution-queries.js';
@@ -179,7 +179,7 @@ export function registerFlowRoutes(app: HttpApp, options: FlowRoutesOptions): vo
       const caller = callerOf(request);
       // A token that may run no flow at all is refused before the lookup, so its answer does
       // not say which flows exist.
-      if (!principalHas(caller, FLOW_SCOPES.run) && !caller.scopes.some((scope) => scope.startsWith(`${FLOW_SCOPES.run}:flow=`))) {
+      if (!runsSomeFlow(caller)) {
         throw new FlowgateError('FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE', `This needs the "${FLOW_SCOPES.run}" scope (or "${FLOW_SCOPES.run}:flow=<name>"), which your token does not carry.`, { extensions: { required_scope: FLOW_SCOPES.run } });
       }
       const flow = await flows.find(caller.tenant, request.params.id);
@@ -224,17 +224,29 @@ export function registerFlowRoutes(app: HttpApp, options: FlowRoutesOptions): vo
   app.get(
     '/api/v1/executions/:id',
     {
-      config: { scope: FLOW_SCOPES.read },
+      config: { scope: null },
       schema: {
         ...secured,
         tags,
-        summary: `An execution with its steps, ${EXECUTION_STEPS_PAGE} at a time (large inputs and outputs cut, secrets redacted)`,
+        summary: `An execution with its steps, ${EXECUTION_STEPS_PAGE} at a time (large inputs and outputs cut, secrets redacted); needs flows:read, or the run scope of its flow`,
         params: ExecutionParamsSchema,
         querystring: ExecutionGetQuerySchema,
         response: { 200: ExecutionSchema, ...problems(400, 401, 403, 404) },
       },
     },
-    async (request) => queries.get(callerOf(request).tenant, request.params.id, request.query.steps_from),
+    async (request) => {
+      const caller = callerOf(request);
+      if (principalHas(caller, FLOW_SCOPES.read)) return queries.get(caller.tenant, request.params.id, request.query.steps_from);
+      // A token that may run the execution's flow (flows:run:flow=<name>) may follow the
+      // executions it starts (`flowgate flows run --wait`); one that may run none is refused
+      // before the lookup.
+      const refused = () => new FlowgateError('FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE', `This needs the "${FLOW_SCOPES.read}" scope, or the run scope of the execution's flow.`, { extensions: { required_scope: FLOW_SCOPES.read } });
+      if (!runsSomeFlow(caller)) throw refused();
+      const view = await queries.get(caller.tenant, request.params.id, request.query.steps_from);
+      const flow = await flows.byId(view.flow_id);
+      if (!flow || !principalHas(caller, flowRunScope(flow.name))) throw refused();
+      return view;
+    },
   );
 
   for (const action of ['cancel', 'pause', 'resume', 'rerun'] as const) {
@@ -252,4 +264,9 @@ export function registerFlowRoutes(app: HttpApp, options: FlowRoutesOptions): vo
       },
     );
   }
+}
+
+/** Whether a token may run some flow: `flows:run`, or `flows:run:flow=<name>` for one of them. */
+function runsSomeFlow(caller: Pick<Principal, 'scopes'>): boolean {
+  return principalHas(caller, FLOW_SCOPES.run) || caller.scopes.some((scope) => scope.startsWith(`${FLOW_SCOPES.run}:flow=`));
 }

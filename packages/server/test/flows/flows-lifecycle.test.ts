@@ -283,6 +283,22 @@ describe.each(['sqlite', 'postgres'] as const)('flows on %s: repository, lifecyc
     }
   });
 
+  it("lets a token that may run one flow follow its executions, and no other flow's", async () => {
+    const flow = (name: string) => ({ name, triggers: [{ type: 'manual' }], nodes: [{ id: 'a', component: 'transform', config: { expression: '$' } }] });
+    const mine = (await create(acme, flow('run-and-follow'))).body.id as string;
+    const theirs = (await create(acme, flow('not-for-the-runner'))).body.id as string;
+    await startAndWait(acme, mine);
+    await startAndWait(acme, theirs);
+    const account = await api(base, 'POST', '/api/v1/service-accounts', { token: acme.token, body: { name: 'one-flow-runner', scopes: ['flows:run:flow=run-and-follow'] } });
+    const token = await clientToken(base, account.body.client_id, account.body.client_secret);
+    const run = await api(base, 'POST', `/api/v1/flows/${mine}/executions`, { token, body: { input: { n: 1 } } });
+    expect(run.status).toBe(201);
+    await waitFor('the runner to see its execution finish', async () => (await api(base, 'GET', `/api/v1/executions/${run.body.id}`, { token })).body.status === 'succeeded');
+    const other = await api(base, 'POST', `/api/v1/flows/${theirs}/executions`, { token: acme.token, body: { input: {} } });
+    expectProblem(await api(base, 'GET', `/api/v1/executions/${other.body.id}`, { token }), 403, 'FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE');
+    expectProblem(await api(base, 'GET', '/api/v1/executions', { token }), 403, 'FLOWGATE_ERR_AUTH_INSUFFICIENT_SCOPE');
+  });
+
   it('shows the steps of a long execution a page at a time', async () => {
     const nodes = Array.from({ length: 80 }, (_, i) => ({ id: `n${i}`, component: 'transform', config: { expression: `{"at": ${i}}` }, pre: { expression: '$' } }));
     const created = await create(acme, { name: 'long-chain', triggers: [{ type: 'manual' }], nodes, edges: nodes.slice(1).map((n, i) => ({ from: nodes[i]!.id, to: n.id })) });
