@@ -89,8 +89,8 @@ export async function listFlows(ctx: ClientContext, status?: string): Promise<vo
 
 /**
  * `flows apply -f`: makes the tenant's flow of the file's name match the file (a new
- * version when it exists and the file differs, a new flow when not). An `id` in the file names the flow to
- * change instead, so a rename can be applied too.
+ * version when it exists and the file differs, a new flow when not). An `id` in the file
+ * names the flow to change instead, so a rename can be applied too.
  */
 export async function apply(ctx: ClientContext, file: string): Promise<void> {
   const path = resolve(ctx.io.cwd, file);
