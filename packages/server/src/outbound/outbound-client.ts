@@ -59,21 +59,16 @@ export class OutboundClient {
     return new Promise<OutboundResponse>((resolveRequest, rejectRequest) => {
       // Settled once: by the answer, by an error, or by the caller's abort, whichever is first.
       let req: http.ClientRequest | undefined;
-      // The socket's own timeout counts idle time only: an answer trickling in a byte at a
-      // time would hold the request (and its step) past it. This bounds the whole exchange.
-      const deadline = setTimeout(() => req?.destroy(new FlowgateError('FLOWGATE_ERR_OUTBOUND_FAILED', `${url.origin} did not answer in full within ${this.timeoutMs} ms.`)), this.timeoutMs);
       const onAbort = (): void => {
         // The signal's reason: an AbortError, or whatever the caller aborted with.
         reject(signal?.reason instanceof Error ? signal.reason : new DOMException('The request was aborted.', 'AbortError'));
         req?.destroy();
       };
       const resolve = (response: OutboundResponse): void => {
-        clearTimeout(deadline);
         signal?.removeEventListener('abort', onAbort);
         resolveRequest(response);
       };
       const reject = (error: Error): void => {
-        clearTimeout(deadline);
         signal?.removeEventListener('abort', onAbort);
         rejectRequest(error);
       };

@@ -37,6 +37,8 @@ export class OAuth2Tokens {
     private readonly client: OutboundClient,
     private readonly clock: Clock,
     private readonly audit: AuditRecorder,
+    /** How long a token request may take in all (the client's own timeout counts idle time only). */
+    private readonly refreshTimeoutMs = 30_000,
   ) {}
 
   private get db(): Db {
@@ -104,11 +106,18 @@ export class OAuth2Tokens {
     if (credentials.scope) form.set('scope', credentials.scope);
     // RFC 6749 §2.3.1: HTTP Basic with the form-encoded client id and secret.
     const basic = Buffer.from(`${formEncode(credentials.clientId)}:${formEncode(credentials.clientSecret)}`).toString('base64');
-    const res = await this.client.request(credentials.tokenUrl, {
-      method: 'POST',
-      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: form.toString(),
-    });
+    const res = await this.client
+      .request(credentials.tokenUrl, {
+        method: 'POST',
+        headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: form.toString(),
+        // No step waits on a refresh with its own timeout: an endpoint answering a byte at a time must not hold it for ever.
+        signal: AbortSignal.timeout(this.refreshTimeoutMs),
+      })
+      .catch((error: unknown) => {
+        if ((error as Error).name !== 'TimeoutError') throw error;
+        throw new FlowgateError('FLOWGATE_ERR_OUTBOUND_FAILED', `The token endpoint of ${name} did not answer within ${this.refreshTimeoutMs} ms.`, { cause: error });
+      });
     const answer = parseJson(res.text);
     if (res.status !== 200 || typeof answer?.access_token !== 'string') {
       const reason = typeof answer?.error === 'string' ? answer.error : `HTTP ${res.status}`;

@@ -121,17 +121,18 @@ describe('http component', () => {
     expect(upstream.seen.length).toBe(before);
   });
 
-  it('gives up on an answer that trickles in for longer than its timeout, though never idle that long', async () => {
+  it("keeps reading an answer that comes slowly but steadily past the client's idle timeout: the step's timeout bounds it", async () => {
     const trickle = createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain' });
-      const timer = setInterval(() => res.write('x'), 100);
+      let sent = 0;
+      const timer = setInterval(() => (++sent === 8 ? res.end('x') : res.write('x')), 100);
       res.on('close', () => clearInterval(timer));
     });
     await new Promise<void>((resolve) => trickle.listen(0, '127.0.0.1', resolve));
     try {
-      const outbound = new OutboundClient(new AddressPolicy(LOCAL), { timeoutMs: 600 });
-      const error = await failure(outbound.request(`http://127.0.0.1:${(trickle.address() as AddressInfo).port}/`, { method: 'GET' }));
-      expect(error.message).toMatch(/did not answer in full within 600 ms/);
+      const outbound = new OutboundClient(new AddressPolicy(LOCAL), { timeoutMs: 300 });
+      const res = await outbound.request(`http://127.0.0.1:${(trickle.address() as AddressInfo).port}/`, { method: 'GET' });
+      expect(res.text).toBe('xxxxxxxx');
     } finally {
       trickle.closeAllConnections();
       await new Promise((resolve) => trickle.close(resolve));

@@ -136,6 +136,26 @@ describe.each(STORE_KINDS)('oauth2 access tokens on %s', (kind) => {
     expect(await tokens.accessToken('acme', 'crm')).toBe('token-2');
   });
 
+  it('gives up on a token endpoint that answers a byte at a time for longer than the refresh may take', async () => {
+    const trickle = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const timer = setInterval(() => res.write(' '), 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    trickle.listen(0, '127.0.0.1');
+    await once(trickle, 'listening');
+    try {
+      await secrets.update('acme', 'crm', { value: { tokenUrl: `http://127.0.0.1:${(trickle.address() as AddressInfo).port}/token`, clientId: 'a', clientSecret: 'b' } });
+      const tokens = new OAuth2Tokens(opened.store, secrets, keys, loopbackAllowed, clock, audit, 500);
+      const error = await rejection(tokens.accessToken('acme', 'crm'));
+      expect(error.code).toBe('FLOWGATE_ERR_OUTBOUND_FAILED');
+      expect(error.message).toBe('The token endpoint of crm did not answer within 500 ms.');
+    } finally {
+      trickle.closeAllConnections();
+      trickle.close();
+    }
+  });
+
   it('refuses token endpoints on loopback, private or metadata addresses unless allowed', async () => {
     const guarded = tokensWith(new OutboundClient(new AddressPolicy()));
     expect((await rejection(guarded.accessToken('acme', 'crm'))).code).toBe('FLOWGATE_ERR_OUTBOUND_REFUSED');
