@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../../kernel/index.js';
 import { defineComponent, directive, type Component } from '../component.js';
 import { EXPRESSION_SCHEMA, SCHEMA_DIALECT, TEMPLATE_PATTERN, wholeNumber } from './support.js';
 
@@ -24,7 +24,7 @@ export function eventWaitKey(flowId: string, node: string, value: unknown): stri
 
 function correlation(value: unknown): string {
   const text = typeof value === 'string' ? (value.startsWith('~') ? `~s:${value}` : value) : value === undefined ? '~u' : `~j:${JSON.stringify(value)}`;
-  return text.length <= 200 ? text : `~h:${createHash('sha256').update(text).digest('hex')}`;
+  return text.length <= 200 ? text : `~h:${sha256Hex(text)}`;
 }
 
 /**
