@@ -1,12 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { HOP_BY_HOP } from '../http/index.js';
 import type { HeaderMap } from './exchange.js';
-
-/** RFC 9110 §7.6.1 connection-specific fields, plus the obsolete ones proxies still see. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'proxy-authenticate', 'proxy-authorization']);
-
-export function isHopByHop(name: string): boolean {
-  return HOP_BY_HOP.has(name);
-}
 
 /**
  * Headers the gateway replaces, that carry the caller's credentials (the bearer token,

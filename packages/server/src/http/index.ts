@@ -3,3 +3,4 @@ export { createHttpApp, acceptFormBodies, sendProblem, type HttpApp, type HttpAp
 export { registerHealthRoutes, type HealthDeps } from './health.routes.js';
 export { problemResponses, bearerSecured } from './route-schema.js';
 export { queryTime } from './query-time.js';
+export { HOP_BY_HOP, isHopByHop } from './hop-by-hop.js';

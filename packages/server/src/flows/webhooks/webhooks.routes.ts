@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FlowgateError } from '../../errors/index.js';
-import { sendProblem, type HttpApp } from '../../http/index.js';
+import { isHopByHop, sendProblem, type HttpApp } from '../../http/index.js';
 import type { AuditRecorder, Clock } from '../../kernel/index.js';
 import { formatTraceparent } from '../../observability/index.js';
 import type { FlowEngine } from '../engine/flow-engine.js';
@@ -23,8 +23,8 @@ const DEFAULT_SYNC_TIMEOUT_MS = 30_000;
 /** Caller credentials never reach the flow's message (and so never its execution records). */
 const WITHHELD_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization', SIGNATURE_HEADER]);
 
-/** Headers a flow's `respond` answer cannot set (see {@link accept}). */
-const WITHHELD_ANSWER_HEADERS = new Set(['set-cookie', 'content-security-policy', 'x-content-type-options', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'trailer']);
+/** Headers a flow's `respond` answer cannot set (see {@link accept}), besides the hop-by-hop ones. */
+const WITHHELD_ANSWER_HEADERS = new Set(['set-cookie', 'content-security-policy', 'x-content-type-options', 'content-length']);
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -109,7 +109,10 @@ async function accept(request: FastifyRequest, reply: FastifyReply, options: Web
   void reply.header('x-content-type-options', 'nosniff');
   if (answer.kind === 'responded') {
     const response = answer.response as { status?: number; headers?: Record<string, string>; body?: unknown };
-    for (const [name, value] of Object.entries(response.headers ?? {})) if (!WITHHELD_ANSWER_HEADERS.has(name.toLowerCase())) void reply.header(name, value);
+    for (const [name, value] of Object.entries(response.headers ?? {})) {
+      const lower = name.toLowerCase();
+      if (!WITHHELD_ANSWER_HEADERS.has(lower) && !isHopByHop(lower)) void reply.header(name, value);
+    }
     return reply.code(response.status ?? 200).send(response.body ?? null);
   }
   if (answer.kind === 'finished') {

@@ -1,5 +1,5 @@
 import type { HeadersPolicy } from '@flowgate/contracts';
-import { isHopByHop } from '../forwarding-headers.js';
+import { isHopByHop } from '../../http/index.js';
 import type { HeaderMap } from '../exchange.js';
 import { PolicyOptionError, type PolicyFactory } from './policy.js';
 
