@@ -233,15 +233,17 @@ function redactText(text: string, revealed: Set<string>, cutShort = false): stri
   for (const secret of revealed) {
     for (const form of new Set([secret, JSON.stringify(secret).slice(1, -1), encodeURIComponent(secret)])) {
       out = out.split(form).join(REDACTED);
-      if (!cutShort) continue;
-      const body = out.endsWith('…') ? out.slice(0, -1) : out;
-      for (let k = form.length - 1; k >= MIN_SECRET_PREFIX; k--) {
-        if (body.endsWith(form.slice(0, k))) {
-          out = `${body.slice(0, -k)}${REDACTED}${out.slice(body.length)}`;
-          break;
-        }
-      }
+      if (cutShort) out = withoutCutStart(out, form);
     }
   }
   return out;
+}
+
+/** `text` with the longest start of `secret` (at least {@link MIN_SECRET_PREFIX} long) that ends it, before any closing `…`, redacted. */
+function withoutCutStart(text: string, secret: string): string {
+  const body = text.endsWith('…') ? text.slice(0, -1) : text;
+  for (let k = secret.length - 1; k >= MIN_SECRET_PREFIX; k--) {
+    if (body.endsWith(secret.slice(0, k))) return `${body.slice(0, -k)}${REDACTED}${text.slice(body.length)}`;
+  }
+  return text;
 }
