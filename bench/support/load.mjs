@@ -1,10 +1,11 @@
 // Load drivers and statistics for the benches: autocannon's or wrk's closed loop (the HTTP rows),
 // a closed loop whose "answer" is an execution's completion, and a paced open loop.
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 const require = createRequire(import.meta.url);
@@ -84,9 +85,6 @@ end
  * `loadCpuSeconds` is wrk's CPU time.
  */
 export async function wrkLoop(wrk, { url, method = 'GET', headers = {}, body, connections, seconds }) {
-  const { spawn } = await import('node:child_process');
-  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
-  const { join } = await import('node:path');
   const dir = mkdtempSync(join(os.tmpdir(), 'flowgate-wrk-'));
   const script = join(dir, 'load.lua');
   const request = [`wrk.method = ${JSON.stringify(method)}`, body === undefined ? '' : `wrk.body = ${JSON.stringify(typeof body === 'string' ? body : JSON.stringify(body))}`].join('\n');
