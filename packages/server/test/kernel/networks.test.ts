@@ -50,18 +50,21 @@ describe('listsAddress', () => {
 });
 
 describe('clientNetwork', () => {
-  it('counts an IPv6 client by its /64, whatever the spelling, and an IPv4 one by its address', () => {
-    expect(clientNetwork('2001:db8:0:1::17')).toBe('2001:db8:0:1::/64');
-    expect(clientNetwork('2001:0DB8:0000:0001:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:0:1::/64');
-    expect(clientNetwork('2001:db8::1')).toBe('2001:db8:0:0::/64');
-    expect(clientNetwork('::1')).toBe('0:0:0:0::/64');
-    expect(clientNetwork('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
-    expect(clientNetwork('64:ff9b:1:2:3:4:192.0.2.1')).toBe('64:ff9b:1:2::/64');
-    expect(clientNetwork('192.0.2.7')).toBe('192.0.2.7');
-    expect(clientNetwork('::ffff:192.0.2.7')).toBe('192.0.2.7');
-    expect(clientNetwork('0:0:0:0:0:ffff:192.0.2.7')).toBe('192.0.2.7');
-    expect(clientNetwork('::ffff:c000:207')).toBe('192.0.2.7');
-    expect(clientNetwork('::FFFF:C000:0207')).toBe('192.0.2.7');
-    expect(clientNetwork('not an address')).toBe('not an address');
+  // An IPv6 client counts by its /64, whatever the spelling; an IPv4 one (mapped too) by its address.
+  it.each([
+    ['2001:db8:0:1::17', '2001:db8:0:1::/64'],
+    ['2001:0DB8:0000:0001:aaaa:bbbb:cccc:dddd', '2001:db8:0:1::/64'],
+    ['2001:db8::1', '2001:db8:0:0::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+    ['64:ff9b:1:2:3:4:192.0.2.1', '64:ff9b:1:2::/64'],
+    ['192.0.2.7', '192.0.2.7'],
+    ['::ffff:192.0.2.7', '192.0.2.7'],
+    ['0:0:0:0:0:ffff:192.0.2.7', '192.0.2.7'],
+    ['::ffff:c000:207', '192.0.2.7'],
+    ['::FFFF:C000:0207', '192.0.2.7'],
+    ['not an address', 'not an address'],
+  ])('counts %s as %s', (address, network) => {
+    expect(clientNetwork(address)).toBe(network);
   });
 });
